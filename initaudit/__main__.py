@@ -1,0 +1,3 @@
+from initaudit._cli import main
+
+main()

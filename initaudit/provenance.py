@@ -1,0 +1,83 @@
+"""Capture the environment a snapshot was taken in: everything that can change initial values."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as the operating system reports it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_capability() -> str | None:
+    """The SIMD capability ATen dispatches its CPU kernels to (``AVX2``, ``AVX512``, ``DEFAULT``…)."""
+    fn = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return fn() if fn is not None else None
+
+
+def capture(device: str = "cpu", dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """Everything about this process that can change a seeded build's values."""
+    try:
+        import numpy
+
+        numpy_version: str | None = numpy.__version__
+    except ImportError:
+        numpy_version = None
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", None),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_capability": cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "device": device,
+        "default_dtype": str(dtype or torch.get_default_dtype()).replace("torch.", ""),
+        "numpy": numpy_version,
+        "initaudit": __version__,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "num_threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def portable_site(site: str | None) -> str | None:
+    """A ``file:line`` made portable: relative to the working directory or to site-packages."""
+    if site is None:
+        return None
+    path, _, line = site.rpartition(":")
+    return f"{portable_path(path)}:{line}"
+
+
+def portable_path(path: str) -> str:
+    """A source path without machine-specific prefixes, so snapshots compare across machines."""
+    p = os.path.abspath(path)
+    cwd = os.getcwd() + os.sep
+    if p.startswith(cwd):
+        return p[len(cwd) :]
+    for marker in ("site-packages" + os.sep, "dist-packages" + os.sep):
+        if marker in p:
+            return p.split(marker, 1)[1]
+    for entry in sys.path:
+        if entry and p.startswith(os.path.abspath(entry) + os.sep):
+            return os.path.relpath(p, entry)
+    return p

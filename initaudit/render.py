@@ -1,0 +1,188 @@
+"""Render results for people (rich tables, progress) and machines (JSON).
+
+Everything printed goes through here; the core modules return data and never print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+_CONSOLE: Console | None = None
+_ERR: Console | None = None
+
+
+def console() -> Console:
+    """The stdout console (rich honours ``NO_COLOR`` and non-terminal output by itself)."""
+    global _CONSOLE
+    if _CONSOLE is None or _CONSOLE.file is not sys.stdout:
+        _CONSOLE = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        if not _CONSOLE.is_terminal and "COLUMNS" not in os.environ:
+            _CONSOLE.width = 160  # logs and CI pages are wide; 80 columns wraps every row
+    return _CONSOLE
+
+
+def err_console() -> Console:
+    """The stderr console, for progress, warnings and errors."""
+    global _ERR
+    if _ERR is None or _ERR.file is not sys.stderr:
+        _ERR = Console(file=sys.stderr, highlight=False)
+    return _ERR
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (plain, no markup, machine-readable)."""
+    sys.stdout.write(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    """Print a one-line error on stderr."""
+    err_console().print(f"[bold red]initaudit: error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning on stderr."""
+    err_console().print(f"[yellow]initaudit: warning:[/] {message}", soft_wrap=True)
+
+
+class Reporter:
+    """Progress for long work: a spinner/bar on a terminal's stderr, silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and err_console().is_terminal and not os.environ.get("CI")
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._last = 0.0
+
+    @contextmanager
+    def stage(self, description: str, total: int | None = None) -> Iterator[Reporter]:
+        """Show a progress line for the duration of a stage."""
+        if not self.enabled:
+            yield self
+            return
+        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+        if total is not None:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, console=err_console(), transient=True) as progress:
+            self._progress = progress
+            self._task = progress.add_task(description, total=total)
+            try:
+                yield self
+            finally:
+                self._progress = None
+
+    def update(self, completed: int, total: int | None = None, text: str | None = None) -> None:
+        """Advance the current stage (throttled; cheap to call per operation)."""
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and (total is None or completed < total):
+            return
+        self._last = now
+        kwargs: dict[str, Any] = {"completed": completed}
+        if total is not None:
+            kwargs["total"] = total
+        if text is not None:
+            kwargs["description"] = text
+        self._progress.update(self._task, **kwargs)
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` → ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def origin_text(entry: dict[str, Any]) -> str:
+    """``default (Linear.reset_parameters)`` or ``user mlp.py:12``."""
+    origin = entry["origin"]
+    if origin == "default":
+        return f"default ({entry['scope']})" if entry.get("scope") else "default"
+    if origin == "user":
+        return f"user {entry['site']}" if entry.get("site") else "user"
+    return origin
+
+
+_ORIGIN_STYLE = {
+    "default": "cyan",
+    "user": "green",
+    "uninitialized": "bold red",
+    "unknown": "yellow",
+}
+
+
+def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
+    """The rich summary of a frozen snapshot: one row per tensor, then totals."""
+    con = console()
+    tgt = manifest["target"]
+    env = manifest["provenance"]
+    table = Table(
+        title=f"{tgt['name']} · seed {manifest['seed']} · torch {env['torch']} · "
+        f"{env['device']} · {env['default_dtype']} · CPU {env['cpu_capability']}",
+        title_justify="left",
+    )
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("tensor")
+    table.add_column("shape")
+    table.add_column("init")
+    table.add_column("origin")
+    counts: dict[str, int] = {}
+    numel = 0
+    nbytes = 0
+    for entry in manifest["tensors"]:
+        counts[entry["origin"]] = counts.get(entry["origin"], 0) + 1
+        numel += entry["stats"]["numel"]
+        nbytes += entry["stats"]["numel"] * _itemsize(entry["dtype"])
+        name = entry["name"]
+        if entry.get("aliases"):
+            name += " = " + ", ".join(entry["aliases"])
+        init = entry["init"]["text"] if entry.get("init") else "—"
+        style = _ORIGIN_STYLE.get(entry["origin"], "")
+        table.add_row(
+            str(entry["order"]),
+            name,
+            "×".join(map(str, entry["shape"])) or "scalar",
+            init,
+            f"[{style}]{origin_text(entry)}[/]" if style else origin_text(entry),
+        )
+    con.print(table)
+    parts = [f"{len(manifest['tensors'])} tensors", f"{numel:,} elements", human_bytes(nbytes)]
+    parts += [f"{v} {k}" for k, v in sorted(counts.items())]
+    orphans = len(manifest.get("orphan_draws") or [])
+    if orphans:
+        parts.append(f"{orphans} draw(s) thrown away")
+    con.print(" · ".join(parts))
+    for path in written:
+        con.print(f"wrote {path}")
+
+
+def _itemsize(dtype: str) -> int:
+    import torch
+
+    from .snapshot import parse_dtype
+
+    try:
+        return torch.empty((), dtype=parse_dtype(dtype)).element_size()
+    except ValueError:
+        return 0

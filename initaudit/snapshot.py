@@ -1,0 +1,454 @@
+"""Freeze a traced build into a snapshot, and read snapshots back safely.
+
+A snapshot is a JSON manifest (format version, target, seed, provenance, per-tensor hash,
+statistics, recipe and events) and, beside it, a safetensors file of the values. Neither format
+can run code when read. Files are written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import provenance
+from .errors import OutputError, SnapshotError
+from .target import Target
+from .trace import TensorTrace, Trace, describe_call, module_type_of, trace_build
+
+FORMAT = "initaudit.snapshot"
+FORMAT_VERSION = 1
+
+_DTYPES = {
+    str(d).replace("torch.", ""): d
+    for d in (
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+        torch.complex64,
+        torch.complex128,
+    )
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` → ``float32``."""
+    return str(dtype).replace("torch.", "")
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    """``float32`` → ``torch.float32``; raise ValueError for unknown names."""
+    try:
+        return _DTYPES[name.replace("torch.", "")]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; one of {', '.join(_DTYPES)}") from None
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a tensor (moved to CPU and made contiguous if needed)."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.contiguous()
+    if t.numel() == 0:
+        return memoryview(b"")
+    flat = t.reshape(-1)
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def tensor_hash(t: torch.Tensor) -> str:
+    """``sha256:<hex>`` of a tensor's raw bytes: the bitwise identity of its values."""
+    return "sha256:" + hashlib.sha256(tensor_bytes(t)).hexdigest()
+
+
+def _num(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
+    """Summary statistics (numel, mean, std, min, max, nan, inf, zeros) of a tensor's values."""
+    t = t.detach()
+    n = t.numel()
+    out: dict[str, Any] = {"numel": n}
+    if n == 0:
+        return out
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    if t.dtype in (torch.float16, torch.bfloat16) or not t.is_floating_point():
+        x = t.to(torch.float64 if not t.is_floating_point() else torch.float32)
+    else:
+        x = t
+    nan = int(torch.isnan(x).sum()) if x.is_floating_point() else 0
+    inf = int(torch.isinf(x).sum()) if x.is_floating_point() else 0
+    finite = x[torch.isfinite(x)] if (nan or inf) else x
+    out.update(nan=nan, inf=inf, zeros=int((x == 0).sum()))
+    if finite.numel():
+        std, mean = torch.std_mean(finite.reshape(-1), correction=0)
+        lo, hi = torch.aminmax(finite)
+        out.update(
+            mean=_num(float(mean)), std=_num(float(std)), min=_num(float(lo)), max=_num(float(hi))
+        )
+    return out
+
+
+@dataclass
+class Snapshot:
+    """A loaded (or freshly frozen) snapshot: the manifest, and the values when present."""
+
+    manifest: dict[str, Any]
+    path: Path | None = None
+    values: dict[str, torch.Tensor] | None = None
+    values_path: Path | None = None
+
+    @property
+    def tensors(self) -> list[dict[str, Any]]:
+        """The per-tensor entries, in RNG/build order."""
+        return self.manifest["tensors"]
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        """The provenance block: torch version, CPU capability, device, dtype…"""
+        return self.manifest["provenance"]
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """The target block: spec, name, slug and keyword arguments."""
+        return self.manifest["target"]
+
+    def has_values(self) -> bool:
+        """Whether tensor values are available (in memory or in a safetensors file)."""
+        return self.values is not None or self.values_path is not None
+
+    def load_value(self, name: str) -> torch.Tensor:
+        """The value of one tensor (a primary name), read lazily and hash-checked."""
+        return next(self.iter_values([name]))[1]
+
+    def iter_values(self, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, value)`` for each name, read from the values file once and hash-checked."""
+        entries = {t["name"]: t for t in self.tensors}
+        for name in names:
+            if name not in entries:
+                raise SnapshotError(f"{self.label}: no tensor named {name!r}")
+        if self.values is not None:
+            for name in names:
+                yield name, self.values[name]
+            return
+        if self.values_path is None:
+            raise SnapshotError(f"{self.label} holds digests only, no values")
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(self.values_path), framework="pt") as f:
+                for name in names:
+                    value = f.get_tensor(name)
+                    if tensor_hash(value) != entries[name]["hash"]:
+                        raise SnapshotError(
+                            f"{self.values_path}: values of {name!r} do not match the "
+                            "manifest's hash (the file was modified or corrupted)"
+                        )
+                    yield name, value
+        except (SafetensorError, OSError) as exc:
+            raise SnapshotError(f"cannot read values from {self.values_path}: {exc}") from None
+
+    @property
+    def label(self) -> str:
+        """How to name this snapshot in messages."""
+        return str(self.path) if self.path else f"snapshot of {self.target.get('name')}"
+
+
+# --------------------------------------------------------------------------- freezing
+
+
+def _event_json(ev: Any) -> dict[str, Any]:
+    out = ev.to_json()
+    out["site"] = provenance.portable_site(ev.site)
+    return out
+
+
+def _init_of(events: list[Any]) -> tuple[str, Any | None]:
+    """The origin and the event of the readable call that last set a tensor's whole value."""
+    value_events = [e for e in events if e.kind not in ("alloc",) and not e.partial]
+    if not value_events:
+        if any(e.kind == "alloc" for e in events):
+            return "uninitialized", None
+        return ("unknown", None)
+    last = value_events[-1]
+    if last.kind == "copy":
+        # A copy (deepcopy, clone, .to) carries its source's init: show that, keep the copy's
+        # origin only when nothing wrote the source.
+        writes = [e for e in value_events if e.kind != "copy"]
+        if writes:
+            return writes[-1].origin, writes[-1]
+    return last.origin, last
+
+
+def tensor_entry(
+    tt: TensorTrace, model: torch.nn.Module, order: int, *, with_events: bool = True
+) -> dict[str, Any]:
+    """The manifest entry of one traced tensor: identity, hash, stats, recipe, provenance."""
+    t = tt.tensor
+    events = tt.events
+    origin, init_ev = _init_of(events)
+    random_events = [e for e in events if e.rng]
+    entry: dict[str, Any] = {
+        "name": tt.name,
+        "order": order,
+        "kind": tt.kind,
+        "persistent": tt.persistent,
+        "module": module_type_of(model, tt.name),
+        "shape": list(t.shape),
+        "dtype": dtype_name(t.dtype),
+        "device": str(t.device),
+        "hash": tensor_hash(t),
+        "stats": tensor_stats(t),
+        "origin": origin,
+        "site": provenance.portable_site(init_ev.site) if init_ev else None,
+        "scope": init_ev.scope if init_ev else None,
+        "init": (
+            {
+                "call": init_ev.call,
+                "args": init_ev.args,
+                "text": describe_call(init_ev.call, init_ev.args),
+            }
+            if init_ev
+            else None
+        ),
+        "rng_before": random_events[0].rng_before if random_events else None,
+        "rng": sorted({e.rng for e in random_events}) or None,
+        "draws": sum(e.numel for e in random_events),
+        "aliases": list(tt.aliases),
+    }
+    if with_events:
+        entry["events"] = [_event_json(e) for e in events]
+    return entry
+
+
+def build_manifest(
+    target: Target,
+    trace: Trace,
+    seed: int,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    on_tensor: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The manifest of a traced build (hashes and statistics computed tensor by tensor)."""
+    entries = []
+    total = len(trace.tensors)
+    for i, tt in enumerate(trace.tensors):
+        entries.append(tensor_entry(tt, trace.model, i))
+        if on_tensor is not None:
+            on_tensor(i + 1, total)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "target": {
+            "spec": target.spec,
+            **target.identity(),
+        },
+        "seed": seed,
+        "provenance": provenance.capture(device, dtype),
+        "rng": {
+            "torch_after": trace.rng_after,
+            "drew_from_python_random": trace.drew_from.get("python", False),
+            "drew_from_numpy": trace.drew_from.get("numpy", False),
+            "private_generators": trace.private_generators,
+        },
+        "orphan_draws": [_event_json(e) for e in trace.orphan_draws()],
+        "tensors": entries,
+        "values": None,
+    }
+
+
+def freeze(
+    target: Target,
+    seed: int = 0,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    on_event: Callable[[int], None] | None = None,
+    on_tensor: Callable[[int, int], None] | None = None,
+) -> tuple[Snapshot, Trace]:
+    """Trace a seeded build of ``target`` and return its in-memory snapshot and trace."""
+    trace = trace_build(target.build, seed, device=device, dtype=dtype, on_event=on_event)
+    manifest = build_manifest(target, trace, seed, device=device, dtype=dtype, on_tensor=on_tensor)
+    values = {tt.name: tt.tensor for tt in trace.tensors}
+    return Snapshot(manifest=manifest, values=values), trace
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def default_filename(manifest: dict[str, Any]) -> str:
+    """``torch-<version>[-<device>][-<dtype>]-seed<seed>.json``: the name carries the torch version."""
+    env = manifest["provenance"]
+    parts = [f"torch-{env['torch']}"]
+    if env.get("device", "cpu") != "cpu":
+        parts.append(env["device"].replace(":", ""))
+    if env.get("default_dtype", "float32") != "float32":
+        parts.append(env["default_dtype"])
+    parts.append(f"seed{manifest['seed']}")
+    return "-".join(parts) + ".json"
+
+
+def default_path(manifest: dict[str, Any], root: Path = Path("snapshots")) -> Path:
+    """``snapshots/<model>/<default_filename>``."""
+    return root / manifest["target"]["slug"] / default_filename(manifest)
+
+
+def values_path_for(manifest_path: Path) -> Path:
+    """The safetensors file that sits beside a manifest."""
+    return manifest_path.with_suffix(".safetensors")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it to ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest as stable, human-diffable JSON."""
+    return json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False) + "\n"
+
+
+def write(
+    snapshot: Snapshot, path: Path, *, digest_only: bool = False, force: bool = False
+) -> Path:
+    """Write a snapshot's manifest (and values unless ``digest_only``) atomically to ``path``."""
+    path = Path(path)
+    vpath = values_path_for(path)
+    if not force:
+        for p in (path, vpath):
+            if p.exists():
+                raise OutputError(f"{p} exists; pass --force to overwrite it")
+    manifest = dict(snapshot.manifest)
+    if not digest_only:
+        if snapshot.values is None:
+            raise OutputError("this snapshot holds no values to write")
+        tensors = {
+            t["name"]: snapshot.values[t["name"]].detach().cpu().contiguous()
+            for t in snapshot.tensors
+        }
+        from safetensors.torch import save_file
+
+        atomic_write(
+            vpath,
+            lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}),
+        )
+        manifest["values"] = {"file": vpath.name, "sha256": _file_sha256(vpath)}
+    else:
+        manifest["values"] = None
+    text = manifest_text(manifest)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    snapshot.manifest = manifest
+    snapshot.path = path
+    return path
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+# --------------------------------------------------------------------------- reading
+
+_REQUIRED_TENSOR_KEYS = ("name", "shape", "dtype", "hash", "stats", "origin")
+
+
+def read(path: Path | str) -> Snapshot:
+    """Read and validate a snapshot manifest; values are opened lazily and hash-checked."""
+    path = Path(path)
+    if path.is_dir():
+        raise SnapshotError(f"{path} is a folder, not a snapshot file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotError(f"snapshot {path} does not exist") from None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
+    if raw[:2] == b"PK" or raw[:1] == b"\x80":
+        raise SnapshotError(
+            f"{path} is a pickle/torch.save file, not an initaudit snapshot; "
+            "initaudit never unpickles files"
+        )
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SnapshotError(f"{path} is not valid JSON ({exc}); is it truncated?") from None
+    validate(manifest, str(path))
+    vinfo = manifest.get("values")
+    vpath = None
+    if vinfo:
+        vpath = path.parent / Path(vinfo["file"]).name
+        if not vpath.exists():
+            raise SnapshotError(f"{path}: its values file {vpath} is missing")
+    return Snapshot(manifest=manifest, path=path, values_path=vpath)
+
+
+def validate(manifest: Any, label: str) -> None:
+    """Check that a parsed JSON document is a snapshot of a format this version reads."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SnapshotError(f"{label} is JSON but not an initaudit snapshot")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SnapshotError(
+            f"{label} has snapshot format version {version!r}; "
+            f"this initaudit reads version {FORMAT_VERSION}",
+            hint="upgrade initaudit, or re-freeze the snapshot",
+        )
+    for key in ("target", "seed", "provenance", "tensors", "rng"):
+        if key not in manifest:
+            raise SnapshotError(f"{label} is missing the {key!r} field")
+    if not isinstance(manifest["tensors"], list):
+        raise SnapshotError(f"{label}: 'tensors' is not a list")
+    for i, t in enumerate(manifest["tensors"]):
+        if not isinstance(t, dict) or any(k not in t for k in _REQUIRED_TENSOR_KEYS):
+            raise SnapshotError(f"{label}: tensor entry {i} is incomplete")
+
+
+def verify_values(snapshot: Snapshot) -> Iterator[str]:
+    """Hash-check every stored value against the manifest; yield each name as it passes."""
+    for name, _ in snapshot.iter_values([t["name"] for t in snapshot.tensors]):
+        yield name

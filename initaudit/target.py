@@ -1,0 +1,263 @@
+"""Resolve a model target (``file.py``, ``file.py:NAME`` or ``package.module:NAME``) to a builder.
+
+A target names an ``nn.Module`` subclass or a callable returning a module; keyword arguments
+come from ``--arg KEY=VALUE`` pairs whose values are Python literals.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import TargetError, UsageError
+
+BUILD_FUNCTION = "build_model"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved, buildable model target."""
+
+    spec: str
+    name: str
+    builder: Callable[..., Any] = field(repr=False, compare=False)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    source_file: str | None = None
+
+    @property
+    def slug(self) -> str:
+        """A filesystem-safe name for this target, used for ``snapshots/<slug>/``."""
+        base = self.spec.split(":", 1)[0]
+        stem = Path(base).stem if base.endswith(".py") else base
+        explicit = ":" in self.spec
+        slug = f"{stem}.{self.name}" if explicit else stem
+        if self.kwargs:
+            slug += "-" + args_digest(self.kwargs)
+        return slug
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two snapshots snapshots of the same target (name and arguments)."""
+        return {"name": self.name, "slug": self.slug, "kwargs": jsonable_kwargs(self.kwargs)}
+
+    def build(self) -> nn.Module:
+        """Call the builder with the target's keyword arguments; errors name their origin."""
+        try:
+            model = self.builder(**self.kwargs)
+        except Exception as exc:
+            raise TargetError(
+                f"building {self.name} raised {type(exc).__name__}: {exc}{_user_origin(exc)}"
+            ) from exc
+        if not isinstance(model, nn.Module):
+            raise TargetError(
+                f"{self.name}() returned {type(model).__name__}, not a torch.nn.Module"
+            )
+        return model
+
+
+def jsonable_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments as JSON-compatible values (literals stay, others become their repr)."""
+    return json.loads(json.dumps(dict(kwargs), sort_keys=True, default=repr))
+
+
+def args_digest(kwargs: Mapping[str, Any]) -> str:
+    """A short stable digest of keyword arguments, to tell targets with other arguments apart."""
+    text = json.dumps(jsonable_kwargs(kwargs), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def parse_args(pairs: Iterable[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` strings; VALUE is read as a Python literal."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--arg {pair!r} is not KEY=VALUE with KEY a Python identifier")
+        try:
+            out[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            raise UsageError(
+                f"--arg {key}: {raw!r} is not a Python literal",
+                hint=f"quote strings, e.g. --arg {key}='\"{raw}\"'",
+            ) from None
+    return out
+
+
+def resolve(spec: str, kwargs: Mapping[str, Any] | None = None) -> Target:
+    """Resolve a target spec to a :class:`Target`; raise :class:`TargetError` on any problem."""
+    kwargs = dict(kwargs or {})
+    base, sep, name = spec.partition(":")
+    if sep and not name:
+        raise TargetError(f"target {spec!r} has an empty NAME after ':'")
+    if base.endswith(".py") or os.sep in base or "/" in base:
+        module, source = _load_file(Path(base))
+    else:
+        module, source = _import_module(base), None
+        if not sep:
+            raise TargetError(
+                f"target {spec!r} needs a NAME: write it as {base}:NAME",
+            )
+    if name:
+        obj = module
+        for part in name.split("."):
+            if not hasattr(obj, part):
+                raise TargetError(
+                    f"{base} has no attribute {name!r}",
+                    hint=_candidates_hint(module, source),
+                )
+            obj = getattr(obj, part)
+        if not _is_buildable(obj):
+            raise TargetError(
+                f"{name} in {base} is a {type(obj).__name__}, "
+                "not an nn.Module subclass or a function returning one"
+            )
+        builder, resolved = obj, name
+    else:
+        builder, resolved = _auto_pick(module, base, bool(kwargs))
+    _check_signature(builder, resolved, kwargs)
+    if source is None:
+        source = getattr(inspect.getmodule(builder), "__file__", None)
+    return Target(spec=spec, name=resolved, builder=builder, kwargs=kwargs, source_file=source)
+
+
+def _load_file(path: Path) -> tuple[Any, str]:
+    if not path.exists():
+        raise TargetError(f"model file {path} does not exist")
+    if not path.is_file():
+        raise TargetError(f"model target {path} is not a file")
+    path = path.resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+        compile(text, str(path), "exec")
+    except SyntaxError as exc:
+        raise TargetError(f"syntax error in {path}:{exc.lineno}: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetError(f"cannot read model file {path}: {exc}") from None
+    mod_name = "initaudit_target_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    if mod_name in sys.modules:
+        return sys.modules[mod_name], str(path)
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    parent = str(path.parent)
+    added = parent not in sys.path
+    if added:
+        sys.path.insert(0, parent)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        raise TargetError(
+            f"importing {path} raised {type(exc).__name__}: {exc}{_user_origin(exc)}"
+        ) from exc
+    return module, str(path)
+
+
+def _import_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise TargetError(
+            f"cannot import module {name!r}: {exc}",
+            hint="pass a path ending in .py for a file, or install the package",
+        ) from None
+    except SyntaxError as exc:
+        raise TargetError(f"syntax error in {exc.filename}:{exc.lineno}: {exc.msg}") from None
+    except Exception as exc:
+        raise TargetError(
+            f"importing {name} raised {type(exc).__name__}: {exc}{_user_origin(exc)}"
+        ) from exc
+
+
+def _is_buildable(obj: Any) -> bool:
+    if inspect.isclass(obj):
+        return issubclass(obj, nn.Module)
+    return callable(obj)
+
+
+def _needs_no_args(obj: Any) -> bool:
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in sig.parameters.values()
+    )
+
+
+def _module_classes(module: Any) -> list[str]:
+    return sorted(
+        n
+        for n, v in vars(module).items()
+        if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+    )
+
+
+def _candidates_hint(module: Any, source: str | None) -> str:
+    names = _module_classes(module)
+    if callable(getattr(module, BUILD_FUNCTION, None)):
+        names.insert(0, BUILD_FUNCTION)
+    return "candidates: " + ", ".join(names) if names else "it defines no nn.Module subclass"
+
+
+def _auto_pick(module: Any, base: str, have_args: bool) -> tuple[Any, str]:
+    build = getattr(module, BUILD_FUNCTION, None)
+    if callable(build):
+        return build, BUILD_FUNCTION
+    classes = _module_classes(module)
+    usable = classes if have_args else [c for c in classes if _needs_no_args(getattr(module, c))]
+    if len(usable) == 1:
+        return getattr(module, usable[0]), usable[0]
+    if not classes:
+        raise TargetError(
+            f"{base} defines no nn.Module subclass and no {BUILD_FUNCTION}() function"
+        )
+    if not usable:
+        raise TargetError(
+            f"every module class in {base} needs arguments: "
+            f"name one as {base}:NAME and pass --arg KEY=VALUE",
+            hint="candidates: " + ", ".join(classes),
+        )
+    raise TargetError(
+        f"{base} has several candidate models; name one as {base}:NAME",
+        hint="candidates: " + ", ".join(usable),
+    )
+
+
+def _check_signature(builder: Any, name: str, kwargs: Mapping[str, Any]) -> None:
+    try:
+        sig = inspect.signature(builder)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(**kwargs)
+    except TypeError as exc:
+        raise TargetError(f"arguments do not fit {name}{sig}: {exc}") from None
+
+
+def _user_origin(exc: BaseException) -> str:
+    """`` (at file:line)`` of the innermost traceback frame outside torch and initaudit."""
+    torch_dir = os.path.dirname(torch.__file__)
+    here = os.path.dirname(__file__)
+    site = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.startswith((torch_dir, here)):
+            continue
+        site = f"{frame.filename}:{frame.lineno}"
+    return f" (at {site})" if site else ""

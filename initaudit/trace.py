@@ -1,0 +1,652 @@
+"""Trace how every parameter and buffer of a model gets its initial value.
+
+A :class:`TorchDispatchMode` sees every ATen operation run while the model is built. Each
+operation that creates or writes a storage becomes an :class:`Event` on that storage's
+:class:`StorageRecord`, with the readable call it came from (the outermost ``torch.nn.init``
+function on the Python stack, with its resolved arguments), its origin (torch's own module
+defaults or user code at file:line) and, for random operations, a digest of the generator state
+before the draw. Records are bound to the model's final tensor names by storage identity after
+the build, never by ``named_parameters()`` order. Tracing only observes: it calls every
+operation unchanged, so the values a build produces are the same with or without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import os
+import random
+import sys
+import sysconfig
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+try:  # torch >= 2.0
+    from torch.multiprocessing.reductions import StorageWeakRef
+except ImportError:  # pragma: no cover - very old torch
+    StorageWeakRef = None  # type: ignore[assignment,misc]
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_TORCH_MODULES_DIR = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STDLIB_DIRS = tuple(
+    {
+        os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep,
+        sysconfig.get_paths()["stdlib"] + os.sep,
+    }
+)
+
+#: Public ``torch.nn.init`` functions whose calls are the readable level of a trace.
+INIT_FUNCTIONS: tuple[str, ...] = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+)
+_INIT_CODES: dict[Any, str] = {
+    getattr(nn.init, n).__code__: n for n in INIT_FUNCTIONS if hasattr(nn.init, n)
+}
+#: Local variables of init functions worth keeping as resolved arguments (fan, bound, …).
+_DERIVED_LOCALS = ("fan", "fan_in", "fan_out", "gain", "std", "bound")
+
+_ALLOC_OPS = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided"}
+_VIEW_TAG = None  # computed lazily: ops whose outputs alias their inputs carry alias_info
+
+
+def rng_digest(generator: torch.Generator | None = None) -> str:
+    """A short digest of a generator's state (the global CPU generator by default)."""
+    gen = generator if generator is not None else torch.default_generator
+    state = gen.get_state()
+    return hashlib.blake2b(state.numpy().tobytes(), digest_size=8).hexdigest()
+
+
+def _generator_for(device: torch.device | None) -> torch.Generator | None:
+    if device is None or device.type == "cpu" or device.type == "meta":
+        return torch.default_generator
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.default_generators[idx]
+    return None
+
+
+@dataclass
+class Event:
+    """One ATen operation that created or wrote a storage."""
+
+    seq: int
+    op: str
+    call: str
+    args: dict[str, Any]
+    call_id: int
+    origin: str  # "default" | "user"
+    site: str | None  # file:line of the user frame
+    scope: str | None  # e.g. "Linear.reset_parameters" for torch defaults
+    kind: str  # "alloc" | "create" | "write" | "copy" | "external"
+    rng: str | None = None  # "global" | "private" | None
+    rng_before: str | None = None
+    numel: int = 0
+    partial: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """This event as a JSON-compatible dict."""
+        out = {
+            "seq": self.seq,
+            "op": self.op,
+            "call": self.call,
+            "call_id": self.call_id,
+            "args": self.args,
+            "origin": self.origin,
+            "site": self.site,
+            "scope": self.scope,
+            "kind": self.kind,
+            "numel": self.numel,
+        }
+        if self.rng:
+            out["rng"] = self.rng
+            out["rng_before"] = self.rng_before
+        if self.partial:
+            out["partial"] = True
+        return out
+
+
+@dataclass
+class StorageRecord:
+    """Everything that happened to one storage during the build."""
+
+    rid: int
+    nbytes: int
+    events: list[Event] = field(default_factory=list)
+    # (parent record, seq of the op that read it): values flowed from parent into this storage
+    parents: list[tuple[StorageRecord, int]] = field(default_factory=list)
+    external: bool = False  # first seen without a creating op (e.g. torch.tensor(...))
+
+    def history(self, upto: int | None = None) -> list[Event]:
+        """All events that shaped this storage's value, ancestors included, in sequence order."""
+        seen: dict[int, Event] = {}
+        stack: list[tuple[StorageRecord, int | None]] = [(self, upto)]
+        visited: set[tuple[int, int | None]] = set()
+        while stack:
+            rec, limit = stack.pop()
+            if (rec.rid, limit) in visited:
+                continue
+            visited.add((rec.rid, limit))
+            for ev in rec.events:
+                if limit is None or ev.seq <= limit:
+                    seen[ev.seq] = ev
+            for parent, at in rec.parents:
+                if limit is None or at <= limit:
+                    stack.append((parent, at))
+        return [seen[k] for k in sorted(seen)]
+
+
+@dataclass
+class TensorTrace:
+    """The trace of one named tensor of the built model."""
+
+    name: str
+    kind: str  # "parameter" | "buffer"
+    tensor: torch.Tensor = field(repr=False)
+    record: StorageRecord | None
+    persistent: bool = True
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[Event]:
+        """The events that produced this tensor's value, in RNG/sequence order."""
+        return self.record.history() if self.record is not None else []
+
+    @property
+    def order_key(self) -> tuple[int, ...]:
+        """Sequence numbers of the value-setting events: sorts tensors in RNG/build order."""
+        seqs = tuple(ev.seq for ev in self.events if ev.kind != "alloc")
+        return seqs or (sys.maxsize,)
+
+
+@dataclass
+class Trace:
+    """The result of a traced build: the model, its named tensors and the global event log."""
+
+    model: nn.Module
+    tensors: list[TensorTrace]
+    events: list[Event]
+    rng_after: str
+    drew_from: dict[str, bool]
+    private_generators: bool
+
+    def orphan_draws(self) -> list[Event]:
+        """Random events whose results reached no final tensor (draws thrown away)."""
+        bound: set[int] = set()
+        for t in self.tensors:
+            bound.update(ev.seq for ev in t.events)
+        return [ev for ev in self.events if ev.rng and ev.seq not in bound]
+
+
+def _is_random(func: Any) -> bool:
+    return torch.Tag.nondeterministic_seeded in func.tags
+
+
+def _leaves(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _leaves(item)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return f"<tensor {tuple(value.shape)}>"
+    if isinstance(value, (torch.dtype, torch.device, torch.layout, torch.memory_format)):
+        return str(value)
+    if isinstance(value, torch.Generator):
+        return "<generator>"
+    return repr(value)
+
+
+class _CallSite:
+    __slots__ = ("args", "call", "frame", "origin", "scope", "site")
+
+    def __init__(self) -> None:
+        self.call: str | None = None
+        self.args: dict[str, Any] = {}
+        self.frame: Any = None
+        self.origin = "user"
+        self.site: str | None = None
+        self.scope: str | None = None
+
+
+def _classify_file(filename: str) -> str:
+    if filename.startswith(_TORCH_DIR):
+        return "torch"
+    if filename.startswith(_HERE):
+        return "self"
+    if filename.startswith(_STDLIB_DIRS) or filename.startswith("<"):
+        return "stdlib"
+    return "user"
+
+
+def _callsite(start: Any) -> _CallSite:
+    """Walk the Python stack from ``start`` outwards up to the first user frame."""
+    cs = _CallSite()
+    frame = start
+    classify_cache: dict[str, str] = _FILE_CLASS
+    while frame is not None:
+        code = frame.f_code
+        name = _INIT_CODES.get(code)
+        if name is not None:
+            cs.call, cs.frame = name, frame
+        fname = code.co_filename
+        cls = classify_cache.get(fname)
+        if cls is None:
+            cls = classify_cache[fname] = _classify_file(fname)
+        if cls == "torch":
+            if fname.startswith(_TORCH_MODULES_DIR):
+                cs.origin = "default"
+                owner = frame.f_locals.get("self") if cs.scope is None else None
+                if isinstance(owner, nn.Module):
+                    cs.scope = f"{type(owner).__name__}.{code.co_name}"
+        elif cls == "user":
+            cs.site = f"{fname}:{frame.f_lineno}"
+            break
+        frame = frame.f_back
+    if cs.frame is not None:
+        cs.args = _init_args(cs.frame)
+    return cs
+
+
+_FILE_CLASS: dict[str, str] = {}
+
+
+def _init_args(frame: Any) -> dict[str, Any]:
+    code = frame.f_code
+    n = code.co_argcount + code.co_kwonlyargcount
+    names = code.co_varnames[:n]
+    f_locals = frame.f_locals
+    out = {k: _jsonable(f_locals[k]) for k in names if k != "tensor" and k in f_locals}
+    for k in _DERIVED_LOCALS:
+        if k in f_locals and k not in out and isinstance(f_locals[k], (int, float)):
+            out[k] = _jsonable(f_locals[k])
+    if out.get("generator") is None:
+        out.pop("generator", None)
+    return out
+
+
+def _aten_args(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    schema_args = func._schema.arguments
+    for i, arg in enumerate(schema_args):
+        if i < len(args):
+            value = args[i]
+        elif arg.name in kwargs:
+            value = kwargs[arg.name]
+        else:
+            continue
+        if isinstance(value, torch.Tensor) or arg.name in ("self", "out"):
+            continue
+        if value is None or arg.name in ("layout", "pin_memory", "memory_format"):
+            continue
+        out[arg.name] = _jsonable(value)
+    return out
+
+
+def _short_op(func: Any) -> str:
+    return func._schema.name.split("::", 1)[-1]
+
+
+class InitTracer(TorchDispatchMode):
+    """Records every storage-creating or storage-writing ATen op, with its Python call site."""
+
+    def __init__(self, on_event: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self.records: dict[int, StorageRecord] = {}
+        self._weakrefs: dict[int, Any] = {}
+        self.events: list[Event] = []
+        self._seq = 0
+        self._call_frame: Any = None
+        self._call_id = 0
+        self._on_event = on_event
+        self.private_generators = False
+
+    # -- storage identity -------------------------------------------------------------------
+    def _key(self, t: torch.Tensor) -> int | None:
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):
+            return None
+        return storage._cdata
+
+    def _lookup(self, t: torch.Tensor) -> StorageRecord | None:
+        key = self._key(t)
+        if key is None:
+            return None
+        rec = self.records.get(key)
+        if rec is not None:
+            ref = self._weakrefs.get(key)
+            if ref is not None and ref.expired():
+                return None
+        return rec
+
+    def _new_record(self, t: torch.Tensor) -> StorageRecord | None:
+        key = self._key(t)
+        if key is None:
+            return None
+        storage = t.untyped_storage()
+        rec = StorageRecord(rid=len(self._weakrefs) + 1, nbytes=storage.nbytes())
+        self.records[key] = rec
+        if StorageWeakRef is not None:
+            # Holding a weak reference keeps the StorageImpl's address from being reused, so
+            # ``_cdata`` identifies a storage for the whole trace.
+            self._weakrefs[key] = StorageWeakRef(storage)
+        else:  # pragma: no cover
+            self._weakrefs[key] = None
+        return rec
+
+    def record_for(self, t: torch.Tensor) -> StorageRecord | None:
+        """The live record of ``t``'s storage, if the trace saw it."""
+        return self._lookup(t)
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        random_op = _is_random(func)
+        rng = rng_before = None
+        if random_op:
+            gen = kwargs.get("generator")
+            if gen is not None and gen is not _generator_for(gen.device):
+                rng, rng_before = "private", rng_digest(gen)
+                self.private_generators = True
+            else:
+                device = _op_device(args, kwargs)
+                dgen = _generator_for(device)
+                rng = "global"
+                rng_before = (
+                    rng_digest(dgen) if dgen is not None and device.type != "meta" else None
+                )
+        out = func(*args, **kwargs)
+        self._observe(func, args, kwargs, out, rng, rng_before)
+        return out
+
+    def _observe(self, func, args, kwargs, out, rng, rng_before) -> None:
+        schema = func._schema
+        written: list[torch.Tensor] = []
+        for i, arg in enumerate(schema.arguments):
+            info = arg.alias_info
+            if info is None or not info.is_write:
+                continue
+            value = args[i] if i < len(args) else kwargs.get(arg.name)
+            written.extend(_leaves(value))
+        inputs = list(_leaves(list(args) + list(kwargs.values())))
+        cs = None
+        for t in inputs:
+            if self._lookup(t) is None:
+                # A tensor made outside any traced op (torch.tensor(...), from_numpy, a module
+                # global): its value enters the build here.
+                rec = self._adopt(t)
+                if rec is not None:
+                    cs = cs or self._site()
+                    self._emit(
+                        rec, func, args, kwargs, cs, "external", None, None, t.numel(), False
+                    )
+        input_keys = {self._key(t) for t in inputs}
+        fresh = [t for t in _leaves(out) if self._key(t) not in input_keys]
+        if not written and not fresh:
+            return  # a view, a metadata op, or a read producing nothing new
+        op = _short_op(func)
+        for target in written:
+            rec = self._lookup(target) or self._adopt(target)
+            if rec is None:
+                continue
+            cs = cs or self._site()
+            sources = [t for t in inputs if self._key(t) != self._key(target)]
+            for src in sources:
+                parent = self._lookup(src) or self._adopt(src)
+                if parent is not None and parent is not rec:
+                    rec.parents.append((parent, self._seq))
+            kind = "copy" if op in ("copy_", "set_") or (sources and not rng) else "write"
+            numel = target.numel()
+            partial = numel * target.element_size() < rec.nbytes
+            self._emit(rec, func, args, kwargs, cs, kind, rng, rng_before, numel, partial)
+        for t in fresh:
+            rec = self._new_record(t)
+            if rec is None:
+                continue
+            cs = cs or self._site()
+            for src in inputs:
+                parent = self._lookup(src) or self._adopt(src)
+                if parent is not None:
+                    rec.parents.append((parent, self._seq))
+            kind = "alloc" if op in _ALLOC_OPS else ("copy" if inputs else "create")
+            self._emit(rec, func, args, kwargs, cs, kind, rng, rng_before, t.numel(), False)
+
+    def _adopt(self, t: torch.Tensor) -> StorageRecord | None:
+        rec = self._new_record(t)
+        if rec is not None:
+            rec.external = True
+        return rec
+
+    def _site(self) -> _CallSite:
+        cs = _callsite(sys._getframe(3))
+        if cs.frame is not None:
+            if cs.frame is not self._call_frame:
+                self._call_frame = cs.frame
+                self._call_id += 1
+        else:
+            self._call_frame = None
+            self._call_id += 1
+        return cs
+
+    def _emit(self, rec, func, args, kwargs, cs, kind, rng, rng_before, numel, partial) -> None:
+        op = _short_op(func)
+        ev = Event(
+            seq=self._seq,
+            op=op,
+            call=cs.call or op,
+            args=cs.args if cs.call else _aten_args(func, args, kwargs),
+            call_id=self._call_id,
+            origin=cs.origin,
+            site=cs.site,
+            scope=cs.scope,
+            kind=kind,
+            rng=rng,
+            rng_before=rng_before,
+            numel=numel,
+            partial=partial,
+        )
+        # One random op writing several storages is still one draw: digest only the first.
+        rec.events.append(ev)
+        self.events.append(ev)
+        self._seq += 1
+        if self._on_event is not None:
+            self._on_event(self._seq)
+
+
+def _op_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.device:
+    dev = kwargs.get("device")
+    if dev is not None:
+        return torch.device(dev)
+    for t in _leaves(list(args)):
+        return t.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[dict[str, Any]]:
+    """Seed torch, Python's ``random`` and NumPy (when installed); report which were drawn from."""
+    np = _numpy()
+    torch.manual_seed(seed)
+    random.seed(seed)
+    if np is not None:
+        np.random.seed(seed % 2**32)
+    before_py = random.getstate()
+    before_np = np.random.get_state()[1].copy() if np is not None else None
+    before_np_pos = np.random.get_state()[2] if np is not None else None
+    drew: dict[str, Any] = {}
+    try:
+        yield drew
+    finally:
+        drew["python"] = random.getstate() != before_py
+        if np is not None:
+            state = np.random.get_state()
+            drew["numpy"] = bool(state[2] != before_np_pos or not (state[1] == before_np).all())
+        else:
+            drew["numpy"] = False
+
+
+def _numpy() -> Any:
+    if "numpy" in sys.modules:
+        return sys.modules["numpy"]
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
+
+
+@contextmanager
+def build_context(device: str | None, dtype: torch.dtype | None) -> Iterator[None]:
+    """Build under a default device and dtype, restoring both afterwards."""
+    old_dtype = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        if device is not None and device != "cpu":
+            with torch.device(device):
+                yield
+        else:
+            yield
+    finally:
+        torch.set_default_dtype(old_dtype)
+
+
+def named_tensors(model: nn.Module) -> list[tuple[str, str, torch.Tensor, bool]]:
+    """``(name, kind, tensor, persistent)`` for every parameter and buffer, state_dict keys first."""
+    out: list[tuple[str, str, torch.Tensor, bool]] = []
+    params = {id(p) for p in model.parameters(recurse=True)}
+    seen: set[str] = set()
+    for name, t in model.state_dict(keep_vars=True).items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        kind = "parameter" if id(t) in params or isinstance(t, nn.Parameter) else "buffer"
+        out.append((name, kind, t, True))
+        seen.add(name)
+    for name, buf in model.named_buffers(remove_duplicate=False):
+        if name not in seen and buf is not None:
+            out.append((name, "buffer", buf, False))
+            seen.add(name)
+    return out
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (
+        a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+        and a.device == b.device
+    )
+
+
+def trace_build(
+    build: Callable[[], nn.Module],
+    seed: int = 0,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    on_event: Callable[[int], None] | None = None,
+) -> Trace:
+    """Seed, build the model under the tracer, and bind every event to the final tensor names."""
+    tracer = InitTracer(on_event=on_event)
+    with seeded(seed) as drew, build_context(device, dtype):
+        with tracer:
+            model = build()
+        gen = _generator_for(torch.device(device) if device else None)
+        rng_after = rng_digest(gen) if gen is not None else rng_digest()
+    tensors: list[TensorTrace] = []
+    primary: list[TensorTrace] = []
+    for name, kind, t, persistent in named_tensors(model):
+        alias_of = next((p for p in primary if _same_view(p.tensor, t)), None)
+        if alias_of is not None and t.numel() > 0:
+            alias_of.aliases.append(name)
+            continue
+        tt = TensorTrace(
+            name=name,
+            kind=kind,
+            tensor=t.detach(),
+            record=tracer.record_for(t),
+            persistent=persistent,
+        )
+        primary.append(tt)
+        tensors.append(tt)
+    tensors.sort(key=lambda x: x.order_key)
+    return Trace(
+        model=model,
+        tensors=tensors,
+        events=tracer.events,
+        rng_after=rng_after,
+        drew_from={k: bool(v) for k, v in drew.items()},
+        private_generators=tracer.private_generators,
+    )
+
+
+def module_type_of(model: nn.Module, tensor_name: str) -> str:
+    """The class name of the module that owns ``tensor_name``."""
+    path = tensor_name.rsplit(".", 1)[0] if "." in tensor_name else ""
+    try:
+        mod = model.get_submodule(path) if path else model
+    except AttributeError:
+        return "?"
+    if "parametrizations" in path.split("."):
+        owner_path = path.split(".parametrizations")[0]
+        try:
+            mod = model.get_submodule(owner_path) if owner_path else model
+        except AttributeError:
+            pass
+    return type(mod).__name__
+
+
+def describe_call(call: str, args: dict[str, Any]) -> str:
+    """Render a readable call, e.g. ``kaiming_uniform_(a=√5, mode='fan_in', …)``."""
+    parts = []
+    for k, v in args.items():
+        if k in _DERIVED_LOCALS and call in _INIT_CODES.values():
+            continue
+        parts.append(f"{k}={_fmt_value(v)}")
+    return f"{call}({', '.join(parts)})"
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        sq = v * v
+        if v > 0 and abs(sq - round(sq)) < 1e-9 and round(sq) > 1 and not float(v).is_integer():
+            return f"√{round(sq)}"
+        return f"{v:.6g}"
+    return repr(v)
+
+
+def signature_of(call: str) -> inspect.Signature | None:
+    """The signature of a ``torch.nn.init`` function, if ``call`` names one."""
+    fn = getattr(nn.init, call, None)
+    return inspect.signature(fn) if fn is not None and call in INIT_FUNCTIONS else None
