@@ -164,7 +164,7 @@ def freeze_target(
     target = resolve_target(spec, args)
     reporter = render.Reporter(enabled=not quiet)
     with reporter.stage(f"building {target.name} under seed {seed}") as rep:
-        snap, trace = freeze(
+        snap, _ = freeze(
             target,
             seed,
             device=device,
@@ -236,6 +236,19 @@ def freeze(
         render.print_json(snap.manifest)
     else:
         render.freeze_summary(snap.manifest, written)
+
+
+# ------------------------------------------------------------------------------ diff, check (issue 3)
+# (commands diff and check go here)
+
+# ------------------------------------------------------------------------------ explicit, rewrite (issue 4)
+# (commands explicit and rewrite go here)
+
+# ------------------------------------------------------------------------------ inspect (issue 5)
+# (command inspect goes here)
+
+# ------------------------------------------------------------------------------ matrix (issue 6)
+# (command matrix goes here)
 
 
 if __name__ == "__main__":  # pragma: no cover
