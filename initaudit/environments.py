@@ -1,0 +1,553 @@
+"""Isolated, cached Python environments, one per torch version, for cross-version freezes.
+
+Each environment is a ``venv`` made with the running interpreter, filled by that venv's own
+``pip`` (so the machine's pip configuration, indexes and wheel folders apply), and holding
+``torch==VERSION``, initaudit's small dependencies and initaudit itself, installed from the
+running installation. Environments are built in a temporary folder beside the cache entry
+and renamed into place only once complete (a marker file is written last); anything without
+the marker is incomplete and rebuilt. Environments are reused on later runs; the initaudit
+layer alone is reinstalled when the running initaudit's source changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import EnvironmentSetupError, UsageError
+
+MIN_TORCH = "2.1"
+MARKER = "initaudit-env.json"
+MARKER_FORMAT = "initaudit.env"
+ENV_DIR_VAR = "INITAUDIT_ENV_DIR"
+LOG_NAME = "initaudit-envs.log"
+# initaudit's own dependencies besides torch, pinned to the running versions when known.
+# numpy: the tracer digests RNG states with Tensor.numpy().
+SMALL_DEPS = ("click", "rich", "deepdiff", "safetensors", "libcst", "packaging", "numpy")
+
+Log = Callable[[str], None]
+
+
+def _no_log(message: str) -> None:
+    """Discard a progress message."""
+
+
+@dataclass
+class TorchEnv:
+    """A complete environment holding one torch version."""
+
+    requested: str
+    path: Path
+    torch_version: str
+    reused: bool
+
+    @property
+    def python(self) -> Path:
+        """The environment's interpreter."""
+        return env_python(self.path)
+
+
+# --------------------------------------------------------------------------- versions, paths
+
+
+def parse_version(text: str) -> Any:
+    """``text`` as a :class:`packaging.version.Version`; a clear error if it is not one."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise UsageError(
+            f"--torch {text!r} is not a version number (expected e.g. 2.13.0 or 2.13.0+cpu)"
+        ) from None
+
+
+def check_supported(version: str) -> str:
+    """Refuse, before installing anything, a torch version older than initaudit supports."""
+    from packaging.version import Version
+
+    if parse_version(version) < Version(MIN_TORCH):
+        raise EnvironmentSetupError(
+            f"torch {version} is older than initaudit supports (torch >= {MIN_TORCH}); "
+            "nothing was installed"
+        )
+    return version
+
+
+def default_env_dir() -> Path:
+    """``$INITAUDIT_ENV_DIR``, else ``$XDG_CACHE_HOME/initaudit/envs`` (``~/.cache/...``)."""
+    if os.environ.get(ENV_DIR_VAR):
+        return Path(os.environ[ENV_DIR_VAR]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "initaudit" / "envs"
+
+
+def env_slug(version: str, extra: tuple[str, ...] = ()) -> str:
+    """``torch-2.13.0-py311`` (plus a digest of extra requirements): the cache entry's name."""
+    safe = re.sub(r"[^A-Za-z0-9.+_-]", "_", version)
+    slug = f"torch-{safe}-py{sys.version_info[0]}{sys.version_info[1]}"
+    if extra:
+        slug += "-x" + hashlib.sha256("\n".join(sorted(extra)).encode()).hexdigest()[:8]
+    return slug
+
+
+def env_python(path: Path) -> Path:
+    """The interpreter inside a venv folder."""
+    if sys.platform == "win32":  # pragma: no cover
+        return path / "Scripts" / "python.exe"
+    return path / "bin" / "python"
+
+
+def read_marker(path: Path) -> dict[str, Any] | None:
+    """The completeness marker of an environment folder, or None when it is incomplete."""
+    try:
+        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
+        return None
+    if not env_python(path).exists():  # the base interpreter moved or was removed
+        return None
+    return data
+
+
+# --------------------------------------------------------------------------- initaudit wheel
+
+
+def _package_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def _package_files() -> list[Path]:
+    root = _package_dir()
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
+
+
+def source_fingerprint() -> str:
+    """A digest of the running initaudit's package files: changes when its code changes."""
+    root = _package_dir()
+    h = hashlib.sha256()
+    for p in _package_files():
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}"
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """Write a pure-Python wheel of the running initaudit package into ``out_dir``."""
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires("initaudit") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    dist = f"initaudit-{__version__}.dist-info"
+    meta = "Metadata-Version: 2.1\nName: initaudit\nVersion: " + __version__ + "\n"
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    files: list[tuple[str, bytes]] = []
+    root = _package_dir()
+    for p in _package_files():
+        files.append((f"initaudit/{p.relative_to(root).as_posix()}", p.read_bytes()))
+    files.append((f"{dist}/METADATA", meta.encode()))
+    files.append(
+        (
+            f"{dist}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: initaudit\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+    )
+    files.append((f"{dist}/entry_points.txt", b"[pytest11]\ninitaudit = initaudit.pytest_plugin\n"))
+    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files)
+    record += f"{dist}/RECORD,,\n"
+    wheel = out_dir / f"initaudit-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files:
+            zf.writestr(name, data)
+        zf.writestr(f"{dist}/RECORD", record)
+    return wheel
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def child_environ() -> dict[str, str]:
+    """The environment variables for processes inside an environment: no leaks from outside."""
+    env = dict(os.environ)
+    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE"):
+        env.pop(key, None)
+    env["PYTHONNOUSERSITE"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    return env
+
+
+_NETWORK_SIGNS = (
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "Connection refused",
+    "Max retries exceeded",
+    "Failed to establish a new connection",
+    "ConnectTimeoutError",
+)
+
+
+def pip_error_line(output: str) -> str:
+    """pip's own summary line (the last ``ERROR: ...`` line) from its output."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR:")]
+    if not lines:
+        tail = [ln.strip() for ln in output.splitlines() if ln.strip()]
+        return tail[-1] if tail else "pip failed without a message"
+    line = lines[-1]
+    return line if len(line) <= 400 else line[:397] + "..."
+
+
+def _pip_hint(output: str, env_dir: Path) -> str | None:
+    if "No space left on device" in output or "[Errno 28]" in output:
+        return f"no space left on the disk of {env_dir}; free space or choose --env-dir"
+    if any(sign in output for sign in _NETWORK_SIGNS):
+        return (
+            "pip could not reach a package index (no network?); point pip at a reachable "
+            "index or wheel folder with PIP_INDEX_URL / PIP_FIND_LINKS or pip.conf"
+        )
+    return None
+
+
+def _append_log(env_dir: Path, line: str) -> None:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with contextlib.suppress(OSError), open(env_dir / LOG_NAME, "a", encoding="utf-8") as f:
+        f.write(f"{stamp} {line}\n")
+
+
+def _run_pip(python: Path, args: list[str], env_dir: Path, what: str, build_log: Path) -> None:
+    """Run ``python -m pip ARGS``; a failure raises with pip's own error line."""
+    cmd = [str(python), "-m", "pip", *args]
+    _append_log(env_dir, "pip " + " ".join(args))
+    with open(build_log, "a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.run(
+            cmd,
+            env=child_environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        log.write(proc.stdout)
+    if proc.returncode != 0:
+        raise EnvironmentSetupError(
+            f"pip could not install {what}: {pip_error_line(proc.stdout)}",
+            hint=_pip_hint(proc.stdout, env_dir) or f"full pip output in {build_log}",
+        )
+
+
+def _probe(python: Path) -> dict[str, Any]:
+    """Import torch and initaudit inside an environment; return what it reports."""
+    code = (
+        "import json, sys, torch, initaudit; "
+        "print(json.dumps({'torch': torch.__version__, 'initaudit': initaudit.__version__, "
+        "'python': sys.version.split()[0]}))"
+    )
+    proc = subprocess.run(
+        [str(python), "-c", code], env=child_environ(), capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EnvironmentSetupError(f"the new environment cannot import torch: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- locking
+
+
+@contextlib.contextmanager
+def _locked(env_dir: Path, slug: str) -> Iterator[None]:
+    """Hold an exclusive lock on one cache entry (other processes building it wait)."""
+    lock_dir = env_dir / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no cross-process lock
+        yield
+        return
+    with open(lock_dir / f"{slug}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _oserror(exc: OSError, env_dir: Path, what: str) -> EnvironmentSetupError:
+    if exc.errno == errno.ENOSPC:
+        return EnvironmentSetupError(
+            f"no space left on device while {what} in {env_dir}",
+            hint="free space or choose another folder with --env-dir / INITAUDIT_ENV_DIR",
+        )
+    return EnvironmentSetupError(f"cannot {what} in {env_dir}: {exc.strerror or exc}")
+
+
+# --------------------------------------------------------------------------- building
+
+
+def requirements(version: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """What goes into an environment besides initaudit: torch, initaudit's deps, extras."""
+    from importlib import metadata
+
+    reqs = [f"torch=={version}"]
+    for name in SMALL_DEPS:
+        try:
+            reqs.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            reqs.append(name)
+    return reqs + list(extra)
+
+
+def _install_initaudit(python: Path, env_dir: Path, build_log: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="initaudit-wheel-") as tmp:
+        wheel = build_wheel(Path(tmp))
+        _run_pip(
+            python,
+            [
+                "install",
+                "--no-deps",
+                "--no-index",
+                "--force-reinstall",
+                "--no-warn-script-location",
+                str(wheel),
+            ],
+            env_dir,
+            "initaudit itself",
+            build_log,
+        )
+
+
+def _write_marker(path: Path, data: dict[str, Any]) -> None:
+    tmp = path / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path / MARKER)
+
+
+def _clean_stale(env_dir: Path, slug: str, log: Log) -> None:
+    """Remove leftovers of interrupted builds of ``slug`` (we hold its lock)."""
+    for p in env_dir.glob(f".tmp-{slug}-*"):
+        log(f"removing an interrupted build: {p}")
+        shutil.rmtree(p, ignore_errors=True)
+    path = env_dir / slug
+    if path.exists() and read_marker(path) is None:
+        log(f"environment {path} is incomplete (interrupted install?); rebuilding it")
+        _append_log(env_dir, f"incomplete {path}: rebuilding")
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            raise EnvironmentSetupError(f"cannot remove the incomplete environment {path}")
+
+
+def ensure(
+    version: str,
+    env_dir: Path | None = None,
+    *,
+    extra: tuple[str, ...] = (),
+    log: Log = _no_log,
+) -> TorchEnv:
+    """A complete environment with ``torch==version``: reused from the cache or built now."""
+    version = check_supported(version)
+    env_dir = Path(env_dir) if env_dir is not None else default_env_dir()
+    try:
+        env_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _oserror(exc, env_dir, "create the environment folder") from None
+    slug = env_slug(version, extra)
+    path = env_dir / slug
+    fingerprint = source_fingerprint()
+    with _locked(env_dir, slug):
+        marker = read_marker(path)
+        if marker is not None:
+            reqs = requirements(version, extra)
+            if marker.get("requirements") != reqs:
+                log(f"torch {version}: updating the dependencies in {path}")
+                marker = _refresh_requirements(path, marker, reqs, env_dir)
+            if marker.get("initaudit_source") != fingerprint:
+                log(f"torch {version}: refreshing initaudit in {path} (its source changed)")
+                _refresh_initaudit(path, marker, fingerprint, env_dir)
+            _append_log(env_dir, f"reuse {path}")
+            return TorchEnv(version, path, marker["torch"], reused=True)
+        _clean_stale(env_dir, slug, log)
+        log(f"torch {version}: building a new environment in {path} (reused on later runs)")
+        _build(version, env_dir, slug, extra, fingerprint)
+        marker = read_marker(path)
+        if marker is None:  # pragma: no cover - _build renames a marked folder into place
+            raise EnvironmentSetupError(f"environment {path} is incomplete after building it")
+        return TorchEnv(version, path, marker["torch"], reused=False)
+
+
+def _refresh_requirements(
+    path: Path, marker: dict[str, Any], reqs: list[str], env_dir: Path
+) -> dict[str, Any]:
+    """Install changed requirements (initaudit's deps moved) into a complete environment."""
+    build_log = env_dir / "logs" / f"{path.name}.log"
+    build_log.parent.mkdir(parents=True, exist_ok=True)
+    _write_marker(path, dict(marker, requirements=None))  # an interrupted update is retried
+    _run_pip(
+        env_python(path),
+        ["install", "--no-warn-script-location", "--progress-bar", "off", *reqs],
+        env_dir,
+        ", ".join(reqs),
+        build_log,
+    )
+    marker = dict(marker, requirements=reqs)
+    _write_marker(path, marker)
+    return marker
+
+
+def _refresh_initaudit(path: Path, marker: dict[str, Any], fingerprint: str, env_dir: Path) -> None:
+    """Reinstall only the initaudit layer of a complete environment."""
+    build_log = env_dir / "logs" / f"{path.name}.log"
+    build_log.parent.mkdir(parents=True, exist_ok=True)
+    stale = dict(marker, initaudit_source=None)
+    _write_marker(path, stale)  # an interrupted refresh is retried next time
+    _install_initaudit(env_python(path), env_dir, build_log)
+    _write_marker(path, dict(marker, initaudit_source=fingerprint, initaudit=__version__))
+
+
+def _build(
+    version: str, env_dir: Path, slug: str, extra: tuple[str, ...], fingerprint: str
+) -> None:
+    """Create the environment in a temporary folder, fill it, mark it complete, rename it."""
+    import venv
+
+    logs = env_dir / "logs"
+    tmp: Path | None = None
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        build_log = logs / f"{slug}.log"
+        build_log.write_text("", encoding="utf-8")
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{slug}-", dir=env_dir))
+        venv.EnvBuilder(with_pip=True, symlinks=(sys.platform != "win32"), clear=True).create(
+            str(tmp)
+        )
+    except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise _oserror(exc, env_dir, "create a virtual environment") from None
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp else None
+        raise EnvironmentSetupError(
+            f"python -m venv could not set up pip in a new environment ({exc})"
+        ) from None
+    try:
+        python = env_python(tmp)
+        reqs = requirements(version, extra)
+        _run_pip(
+            python,
+            ["install", "--no-warn-script-location", "--progress-bar", "off", *reqs],
+            env_dir,
+            f"torch=={version}" + (f" with {', '.join(extra)}" if extra else ""),
+            build_log,
+        )
+        _install_initaudit(python, env_dir, build_log)
+        info = _probe(python)
+        marker = {
+            "format": MARKER_FORMAT,
+            "torch_requested": version,
+            "torch": info["torch"],
+            "python": info["python"],
+            "initaudit": info["initaudit"],
+            "initaudit_source": fingerprint,
+            "requirements": reqs,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        _write_marker(tmp, marker)  # last: only a complete environment carries it
+        os.replace(tmp, env_dir / slug)
+        _append_log(env_dir, f"built {env_dir / slug} (torch {info['torch']})")
+        tmp = None
+    except OSError as exc:
+        raise _oserror(exc, env_dir, "build an environment") from None
+    finally:  # failures and interrupts (Ctrl-C) leave nothing half made
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def list_envs(env_dir: Path | None = None) -> list[tuple[Path, dict[str, Any] | None]]:
+    """Every cache entry with its marker (None: incomplete)."""
+    env_dir = Path(env_dir) if env_dir is not None else default_env_dir()
+    if not env_dir.is_dir():
+        return []
+    return [
+        (p, read_marker(p))
+        for p in sorted(env_dir.iterdir())
+        if p.is_dir() and p.name.startswith("torch-")
+    ]
+
+
+# --------------------------------------------------------------------------- freezing inside
+
+
+def freeze_in(
+    env: TorchEnv,
+    spec: str,
+    out: Path,
+    *,
+    seed: int = 0,
+    args: tuple[str, ...] = (),
+    device: str = "cpu",
+    dtype: str | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Run ``initaudit freeze`` inside ``env`` as a separate process, writing ``out``."""
+    from .errors import TargetError
+
+    cmd = [str(env.python), "-m", "initaudit", "freeze", spec, "--out", str(out)]
+    cmd += ["--format", "json", "--force", "-q", "--seed", str(seed), "--device", device]
+    for a in args:
+        cmd += ["--arg", a]
+    if dtype:
+        cmd += ["--dtype", dtype]
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=child_environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    if proc.returncode == 0:
+        return
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    said = [ln.split("error:", 1)[1].strip() for ln in lines if ln.startswith("initaudit: error:")]
+    if said:
+        raise TargetError(f"freezing under torch {env.torch_version}: {said[-1]}")
+    if proc.returncode < 0:
+        raise EnvironmentSetupError(
+            f"freezing under torch {env.torch_version} crashed (signal {-proc.returncode})"
+        )
+    raise EnvironmentSetupError(
+        f"freezing under torch {env.torch_version} failed (exit {proc.returncode}): "
+        + (lines[-1] if lines else "no output")
+    )
