@@ -890,7 +890,9 @@ def _suspicious(rows: list[TensorRow]) -> list[Finding]:
                 tensors=_names(group),
                 message=(
                     "Weight matrices with every element equal: "
-                    + "; ".join(f"{r.name} = {r.stats.get('min')} ({r.source})" for r in group[:6])
+                    + "; ".join(
+                        f"{r.name} = {_g(float(r.stats['min']))} ({r.source})" for r in group[:6]
+                    )
                     + ". Units fed by identical weights get identical gradients, so symmetry is "
                     "never broken"
                     + (
