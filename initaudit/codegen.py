@@ -29,7 +29,7 @@ from torch import nn
 
 from . import __version__
 from . import trace as trace_mod
-from .errors import AuditFailure, UsageError
+from .errors import AuditFailure, TargetError, UsageError
 from .trace import INIT_FUNCTIONS, Event, StorageRecord, TensorTrace, Trace
 
 LINE_LENGTH = 100
@@ -262,20 +262,22 @@ def _tracer_class() -> Iterator[list[_ProgramTracer]]:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """Parse ``--example-input`` text such as ``2,3`` or ``1x3x32x32`` into a shape."""
-    parts = [p for p in text.replace("x", ",").replace(" ", "").strip("()[]").split(",") if p]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--example-input {text!r} is not a shape like 2,3 or 1x3x32x32") from None
-    if not shape or any(d < 0 for d in shape):
+    parts = text.strip().strip("()[]").replace("x", ",").replace(" ", "").split(",")
+    if not all(p.isdigit() for p in parts):
         raise UsageError(f"--example-input {text!r} is not a shape like 2,3 or 1x3x32x32")
-    return shape
+    return tuple(int(p) for p in parts)
 
 
 def materialize_lazy(model: nn.Module, example_input: tuple[int, ...]) -> nn.Module:
     """Run one forward on zeros of ``example_input`` so lazy modules create their parameters."""
-    with torch.no_grad():
-        model(torch.zeros(example_input))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(example_input))
+    except Exception as exc:
+        raise TargetError(
+            f"forward on an example input of shape {list(example_input)} raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     return model
 
 
@@ -298,7 +300,15 @@ def trace_program(
 ) -> Program:
     """Trace a seeded build, keeping every op with its tensor arguments."""
     with _tracer_class() as made:
-        tr = trace_mod.trace_build(builder_for(build, example_input), seed)
+        try:
+            tr = trace_mod.trace_build(builder_for(build, example_input), seed)
+        except ValueError as exc:
+            if "uninitialized parameter" not in str(exc):
+                raise
+            raise UsageError(
+                f"{label} has lazy modules whose parameters do not exist yet",
+                hint="pass --example-input SHAPE to run one forward on zeros of that shape",
+            ) from None
     tracer = made[-1]
     return Program(tr, tracer.dispatches, tracer.base, tracer.external_values, seed, label, spec)
 
@@ -929,6 +939,8 @@ class _Generator:
             r.emit(f"nn.init.uniform_({target}, a=-bound, b=bound)")
             return
         if derived:
+            if "fan" in derived and isinstance(args.get("mode"), str):
+                derived = {args["mode"] if k == "fan" else k: v for k, v in derived.items()}
             bits = ", ".join(f"{k}={_short_num(v)}" for k, v in derived.items())
             r.emit(f"# {bits}")
         text = ", ".join(f"{k}={r.value(v)}" for k, v in pairs)

@@ -22,7 +22,7 @@ def initialize(model: nn.Module) -> None:
     with torch.no_grad():
         # conv1 (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/cnn.py:15)
-        # fan=25, gain=0.57735, std=0.11547, bound=0.2
+        # fan_in=25, gain=0.57735, std=0.11547, bound=0.2
         nn.init.kaiming_uniform_(
             model.conv1.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -32,7 +32,7 @@ def initialize(model: nn.Module) -> None:
 
         # conv2 (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/cnn.py:16)
-        # fan=250, gain=0.57735, std=0.0365148, bound=0.0632456
+        # fan_in=250, gain=0.57735, std=0.0365148, bound=0.0632456
         nn.init.kaiming_uniform_(
             model.conv2.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -48,7 +48,7 @@ def initialize(model: nn.Module) -> None:
 
         # dense1 (Linear)
         # torch default Linear.reset_parameters (built at examples/cnn.py:18)
-        # fan=320, gain=0.57735, std=0.0322749, bound=0.0559017
+        # fan_in=320, gain=0.57735, std=0.0322749, bound=0.0559017
         nn.init.kaiming_uniform_(
             model.dense1.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -64,7 +64,7 @@ def initialize(model: nn.Module) -> None:
 
         # dense2 (Linear)
         # torch default Linear.reset_parameters (built at examples/cnn.py:20)
-        # fan=50, gain=0.57735, std=0.0816497, bound=0.141421
+        # fan_in=50, gain=0.57735, std=0.0816497, bound=0.141421
         nn.init.kaiming_uniform_(
             model.dense2.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -74,14 +74,14 @@ def initialize(model: nn.Module) -> None:
 
         # conv1 (Conv2d)
         # user code at examples/cnn.py:33
-        # fan=25, gain=1.41421, std=0.282843, bound=0.489898
+        # fan_in=25, gain=1.41421, std=0.282843, bound=0.489898
         nn.init.kaiming_uniform_(model.conv1.weight, a=0, mode="fan_in", nonlinearity="relu")
         # user code at examples/cnn.py:35
         nn.init.constant_(model.conv1.bias, val=0)
 
         # conv2 (Conv2d)
         # user code at examples/cnn.py:33
-        # fan=250, gain=1.41421, std=0.0894427, bound=0.154919
+        # fan_in=250, gain=1.41421, std=0.0894427, bound=0.154919
         nn.init.kaiming_uniform_(model.conv2.weight, a=0, mode="fan_in", nonlinearity="relu")
         # user code at examples/cnn.py:35
         nn.init.constant_(model.conv2.bias, val=0)
@@ -94,7 +94,7 @@ def initialize(model: nn.Module) -> None:
 
         # dense1 (Linear)
         # user code at examples/cnn.py:40
-        # fan=320, gain=1.41421, std=0.0790569, bound=0.136931
+        # fan_in=320, gain=1.41421, std=0.0790569, bound=0.136931
         nn.init.kaiming_uniform_(model.dense1.weight, a=0, mode="fan_in", nonlinearity="leaky_relu")
         # user code at examples/cnn.py:41
         nn.init.constant_(model.dense1.bias, val=0)
@@ -107,7 +107,7 @@ def initialize(model: nn.Module) -> None:
 
         # dense2 (Linear)
         # user code at examples/cnn.py:40
-        # fan=50, gain=1.41421, std=0.2, bound=0.34641
+        # fan_in=50, gain=1.41421, std=0.2, bound=0.34641
         nn.init.kaiming_uniform_(model.dense2.weight, a=0, mode="fan_in", nonlinearity="leaky_relu")
         # user code at examples/cnn.py:41
         nn.init.constant_(model.dense2.bias, val=0)

@@ -22,7 +22,7 @@ def initialize(model: nn.Module) -> None:
     with torch.no_grad():
         # conv_1_3x3 (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:44)
-        # fan=27, gain=0.57735, std=0.111111, bound=0.19245
+        # fan_in=27, gain=0.57735, std=0.111111, bound=0.19245
         nn.init.kaiming_uniform_(
             model.conv_1_3x3.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -38,7 +38,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_1.0.conv_a (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:17)
-        # fan=144, gain=0.57735, std=0.0481125, bound=0.0833333
+        # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
             model.stage_1[0].conv_a.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -54,7 +54,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_1.0.conv_b (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:21)
-        # fan=144, gain=0.57735, std=0.0481125, bound=0.0833333
+        # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
             model.stage_1[0].conv_b.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -70,7 +70,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_1.0.gate (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:23)
-        # fan=144, gain=0.57735, std=0.0481125, bound=0.0833333
+        # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
             model.stage_1[0].gate.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -82,7 +82,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_2.0.conv_a (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:17)
-        # fan=144, gain=0.57735, std=0.0481125, bound=0.0833333
+        # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
             model.stage_2[0].conv_a.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -98,7 +98,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_2.0.conv_b (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:21)
-        # fan=288, gain=0.57735, std=0.0340207, bound=0.0589256
+        # fan_in=288, gain=0.57735, std=0.0340207, bound=0.0589256
         nn.init.kaiming_uniform_(
             model.stage_2[0].conv_b.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -114,7 +114,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_2.0.gate (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:23)
-        # fan=144, gain=0.57735, std=0.0481125, bound=0.0833333
+        # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
             model.stage_2[0].gate.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -126,7 +126,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_3.0.conv_a (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:17)
-        # fan=288, gain=0.57735, std=0.0340207, bound=0.0589256
+        # fan_in=288, gain=0.57735, std=0.0340207, bound=0.0589256
         nn.init.kaiming_uniform_(
             model.stage_3[0].conv_a.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -142,7 +142,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_3.0.conv_b (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:21)
-        # fan=576, gain=0.57735, std=0.0240563, bound=0.0416667
+        # fan_in=576, gain=0.57735, std=0.0240563, bound=0.0416667
         nn.init.kaiming_uniform_(
             model.stage_3[0].conv_b.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -158,7 +158,7 @@ def initialize(model: nn.Module) -> None:
 
         # stage_3.0.gate (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:23)
-        # fan=288, gain=0.57735, std=0.0340207, bound=0.0589256
+        # fan_in=288, gain=0.57735, std=0.0340207, bound=0.0589256
         nn.init.kaiming_uniform_(
             model.stage_3[0].gate.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -170,7 +170,7 @@ def initialize(model: nn.Module) -> None:
 
         # classifier (Linear)
         # torch default Linear.reset_parameters (built at examples/highway.py:51)
-        # fan=64, gain=0.57735, std=0.0721688, bound=0.125
+        # fan_in=64, gain=0.57735, std=0.0721688, bound=0.125
         nn.init.kaiming_uniform_(
             model.classifier.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -180,75 +180,75 @@ def initialize(model: nn.Module) -> None:
 
         # conv_1_3x3 (Conv2d)
         # user code at examples/highway.py:55
-        # fan=144, gain=1.41421, std=0.117851
+        # fan_out=144, gain=1.41421, std=0.117851
         nn.init.kaiming_normal_(model.conv_1_3x3.weight, a=0, mode="fan_out", nonlinearity="relu")
 
         # stage_1.0.conv_a (Conv2d)
         # user code at examples/highway.py:55
-        # fan=144, gain=1.41421, std=0.117851
+        # fan_out=144, gain=1.41421, std=0.117851
         nn.init.kaiming_normal_(
             model.stage_1[0].conv_a.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_1.0.conv_b (Conv2d)
         # user code at examples/highway.py:55
-        # fan=144, gain=1.41421, std=0.117851
+        # fan_out=144, gain=1.41421, std=0.117851
         nn.init.kaiming_normal_(
             model.stage_1[0].conv_b.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_1.0.gate (Conv2d)
         # user code at examples/highway.py:55
-        # fan=144, gain=1.41421, std=0.117851
+        # fan_out=144, gain=1.41421, std=0.117851
         nn.init.kaiming_normal_(
             model.stage_1[0].gate.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_2.0.conv_a (Conv2d)
         # user code at examples/highway.py:55
-        # fan=288, gain=1.41421, std=0.0833333
+        # fan_out=288, gain=1.41421, std=0.0833333
         nn.init.kaiming_normal_(
             model.stage_2[0].conv_a.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_2.0.conv_b (Conv2d)
         # user code at examples/highway.py:55
-        # fan=288, gain=1.41421, std=0.0833333
+        # fan_out=288, gain=1.41421, std=0.0833333
         nn.init.kaiming_normal_(
             model.stage_2[0].conv_b.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_2.0.gate (Conv2d)
         # user code at examples/highway.py:55
-        # fan=288, gain=1.41421, std=0.0833333
+        # fan_out=288, gain=1.41421, std=0.0833333
         nn.init.kaiming_normal_(
             model.stage_2[0].gate.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_3.0.conv_a (Conv2d)
         # user code at examples/highway.py:55
-        # fan=576, gain=1.41421, std=0.0589256
+        # fan_out=576, gain=1.41421, std=0.0589256
         nn.init.kaiming_normal_(
             model.stage_3[0].conv_a.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_3.0.conv_b (Conv2d)
         # user code at examples/highway.py:55
-        # fan=576, gain=1.41421, std=0.0589256
+        # fan_out=576, gain=1.41421, std=0.0589256
         nn.init.kaiming_normal_(
             model.stage_3[0].conv_b.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # stage_3.0.gate (Conv2d)
         # user code at examples/highway.py:55
-        # fan=576, gain=1.41421, std=0.0589256
+        # fan_out=576, gain=1.41421, std=0.0589256
         nn.init.kaiming_normal_(
             model.stage_3[0].gate.weight, a=0, mode="fan_out", nonlinearity="relu"
         )
 
         # classifier (Linear)
         # user code at examples/highway.py:57
-        # fan=64, gain=1.41421, std=0.176777
+        # fan_in=64, gain=1.41421, std=0.176777
         nn.init.kaiming_normal_(
             model.classifier.weight, a=0, mode="fan_in", nonlinearity="leaky_relu"
         )

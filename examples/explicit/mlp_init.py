@@ -22,7 +22,7 @@ def initialize(model: nn.Module) -> None:
     with torch.no_grad():
         # hid1 (Linear)
         # torch default Linear.reset_parameters (built at examples/mlp.py:14)
-        # fan=3, gain=0.57735, std=0.333333, bound=0.57735
+        # fan_in=3, gain=0.57735, std=0.333333, bound=0.57735
         nn.init.kaiming_uniform_(
             model.hid1.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -32,7 +32,7 @@ def initialize(model: nn.Module) -> None:
 
         # hid2 (Linear)
         # torch default Linear.reset_parameters (built at examples/mlp.py:15)
-        # fan=4, gain=0.57735, std=0.288675, bound=0.5
+        # fan_in=4, gain=0.57735, std=0.288675, bound=0.5
         nn.init.kaiming_uniform_(
             model.hid2.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )
@@ -42,7 +42,7 @@ def initialize(model: nn.Module) -> None:
 
         # oupt (Linear)
         # torch default Linear.reset_parameters (built at examples/mlp.py:16)
-        # fan=5, gain=0.57735, std=0.258199, bound=0.447214
+        # fan_in=5, gain=0.57735, std=0.258199, bound=0.447214
         nn.init.kaiming_uniform_(
             model.oupt.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
         )

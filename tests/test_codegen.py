@@ -1,0 +1,217 @@
+"""``initaudit explicit``: generated init code reproduces real builds bit for bit.
+
+Every corpus model is traced, turned into code, checked with ruff as written, and verified by
+building fresh models (normally, and with every torch ``reset_parameters`` replaced by a NaN fill
+and every tensor poisoned) and comparing every tensor bitwise and the RNG state afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from initaudit import codegen
+from initaudit.errors import AuditFailure, UsageError
+from initaudit.target import resolve
+
+from .conftest import ROOT, run_cli
+
+CORPUS = "tests/models/codegen_corpus.py"
+CORPUS_MODELS = [
+    "Recurrent",
+    "PaddedEmbedding",
+    "Attention",
+    "Encoder",
+    "Normed",
+    "Tied",
+    "RawParams",
+    "Applied",
+    "build_gpt2",
+]
+
+
+def _program(spec: str, example_input=None):
+    target = resolve(str(ROOT / spec) if ":" not in spec else _abs(spec))
+    program = codegen.trace_program(
+        target.build, 0, label=target.name, spec=spec, example_input=example_input
+    )
+    return target, program
+
+
+def _abs(spec: str) -> str:
+    path, _, name = spec.partition(":")
+    return f"{ROOT / path}:{name}"
+
+
+def _ruff(source: str, tmp_path: Path) -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff not installed")
+    path = tmp_path / "generated_init.py"
+    path.write_text(source, encoding="utf-8")
+    cfg = ["--config", str(ROOT / "pyproject.toml")]
+    check = subprocess.run([ruff, "check", *cfg, str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = subprocess.run(
+        [ruff, "format", "--check", "--diff", *cfg, str(path)], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def _load(source: str, tmp_path: Path):
+    path = tmp_path / "explicit_mod.py"
+    path.write_text(source, encoding="utf-8")
+    return codegen.load_initializer(path)
+
+
+@pytest.mark.parametrize("name", CORPUS_MODELS)
+def test_corpus_bitwise_default_independent_and_ruff_clean(name, tmp_path):
+    target, program = _program(f"{CORPUS}:{name}")
+    source = codegen.generate(program)
+    _ruff(source, tmp_path)
+    result = codegen.verify_source(program, source, target.build)
+    assert result.modes == ["torch defaults on", "torch defaults replaced by NaN"]
+    assert result.ok, result.mismatches
+
+
+def test_lazy_linear_with_example_input(tmp_path):
+    target, program = _program("tests/models/lazy.py", example_input=(2, 3))
+    source = codegen.generate(program)
+    _ruff(source, tmp_path)
+    assert codegen.verify_source(program, source, target.build, (2, 3)).ok
+    assert "model.fc.weight" in source
+
+
+def test_default_independence_directly(tmp_path):
+    """With torch's defaults NaN-filled the model is garbage until initialize sets it."""
+    target, program = _program("examples/cnn.py")
+    initialize = _load(codegen.generate(program), tmp_path)
+    with codegen.defaults_disabled() as n:
+        assert n > 10  # Linear, Conv*, BatchNorm*, RNNs, MultiheadAttention, …
+        model = target.build()
+    assert torch.isnan(model.conv2_bn.running_var).all()  # the check can fail
+    torch.manual_seed(0)
+    initialize(model)
+    assert codegen.compare_model(program.trace.model, model, program.trace.rng_after) == []
+    # and the defaults are back afterwards
+    assert not torch.isnan(nn.Linear(2, 2).weight).any()
+
+
+def test_rng_stream_after_initialize_matches_the_build(tmp_path):
+    target, program = _program(f"{CORPUS}:RawParams")
+    initialize = _load(codegen.generate(program), tmp_path)
+    torch.manual_seed(0)
+    target.build()
+    expected = torch.rand(4)
+    model = target.build()
+    torch.manual_seed(0)
+    initialize(model)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_mlp_code_is_readable_and_in_rng_order(tmp_path):
+    _, program = _program("examples/mlp.py")
+    source = codegen.generate(program)
+    assert "a=math.sqrt(5)" in source
+    assert 'mode="fan_in"' in source
+    assert "bound = 1 / math.sqrt(3)" in source and "fan_in=3" in source
+    assert "nn.init.uniform_(model.hid1.bias, a=-bound, b=bound)" in source
+    # record order, not name order: hid1, hid2, oupt
+    assert source.index("model.hid1.weight") < source.index("model.hid2.weight")
+    assert source.index("model.hid2.weight") < source.index("model.oupt.weight")
+
+
+def test_order_is_rng_order_not_name_order():
+    _, program = _program(f"{CORPUS}:Applied")
+    source = codegen.generate(program)
+    # b is built first: its draws come first although "a" sorts first
+    assert source.index("model.b.weight") < source.index("model.a.weight")
+    assert "nn.init.trunc_normal_(" in source and "nn.init.orthogonal_(model.a.weight" in source
+
+
+def test_thrown_away_draws_and_copies_are_replayed():
+    _, program = _program(f"{CORPUS}:Encoder")
+    source = codegen.generate(program)
+    assert "model.enc.layers[1].linear1.weight.copy_(" in source  # the deepcopy
+    _, program = _program(f"{CORPUS}:Tied")
+    source = codegen.generate(program)
+    assert "thrown away" in source and "torch.empty([12, 6])" in source
+
+
+def test_unexplainable_models_name_tensor_and_reason():
+    _, program = _program("tests/models/numpy_init.py")
+    with pytest.raises(AuditFailure, match=r"head\.weight: .*NumPy"):
+        codegen.generate(program)
+    _, program = _program(f"{CORPUS}:PrivateGenerator")
+    with pytest.raises(AuditFailure, match=r"fc\.weight: drawn from a private torch\.Generator"):
+        codegen.generate(program)
+    _, program = _program("tests/models/forgot_empty.py")
+    with pytest.raises(AuditFailure, match=r"scale: never fully written"):
+        codegen.generate(program)
+
+
+def test_nothing_written_when_verification_fails(tmp_path, monkeypatch):
+    target = resolve(str(ROOT / "examples/mlp.py"))
+    real = codegen.generate
+    monkeypatch.setattr(
+        codegen, "generate", lambda p: real(p).replace("math.sqrt(3)", "math.sqrt(4)")
+    )
+    out = tmp_path / "mlp_init.py"
+    with pytest.raises(AuditFailure, match=r"hid1\.bias.*nothing written"):
+        codegen.explicit(target, 0, out=out)
+    assert not out.exists()
+
+
+def test_parse_shape():
+    assert codegen.parse_shape("2,3") == (2, 3)
+    assert codegen.parse_shape("1x3x32x32") == (1, 3, 32, 32)
+    with pytest.raises(UsageError):
+        codegen.parse_shape("2,x")
+
+
+@pytest.mark.parametrize("name", ["mlp", "highway", "cnn"])
+def test_committed_example_code_still_verifies(name):
+    proc = run_cli(
+        "explicit",
+        f"examples/{name}.py",
+        "--check",
+        f"examples/explicit/{name}_init.py",
+        "-q",
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "bit for bit" in proc.stdout
+
+
+def test_cli_writes_verified_code_and_check_catches_tampering(tmp_path):
+    out = tmp_path / "mlp_init.py"
+    proc = run_cli("explicit", str(ROOT / "examples/mlp.py"), "--out", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    tampered = text.replace("bound = 1 / math.sqrt(5)", "bound = 1 / math.sqrt(6)")
+    out.write_text(tampered)
+    proc = run_cli("explicit", str(ROOT / "examples/mlp.py"), "--check", str(out), "-q")
+    assert proc.returncode == 1
+    assert "oupt.bias" in proc.stderr and "hid1" not in proc.stderr
+
+
+def test_cli_errors_exit_codes(tmp_path):
+    proc = run_cli("explicit", str(ROOT / "tests/models/numpy_init.py"), "-q")
+    assert proc.returncode == 1 and "head.weight" in proc.stderr and "NumPy" in proc.stderr
+    proc = run_cli("explicit", str(ROOT / "tests/models/lazy.py"), "-q")
+    assert proc.returncode == 2 and "--example-input" in proc.stderr
+    proc = run_cli(
+        "explicit", str(ROOT / "tests/models/lazy.py"), "--example-input", "2,3", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"verified": true' in proc.stdout
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
