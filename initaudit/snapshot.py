@@ -95,10 +95,15 @@ def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
         x = t.to(torch.float64 if not t.is_floating_point() else torch.float32)
     else:
         x = t
-    nan = int(torch.isnan(x).sum()) if x.is_floating_point() else 0
-    inf = int(torch.isinf(x).sum()) if x.is_floating_point() else 0
+    nan = inf = 0
+    if x.is_floating_point():
+        # min/max are finite only when no value is NaN or ±inf: count those only then (cheap).
+        lo, hi = torch.aminmax(x)
+        if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+            nan = int(torch.isnan(x).sum())
+            inf = int(torch.isinf(x).sum())
     finite = x[torch.isfinite(x)] if (nan or inf) else x
-    out.update(nan=nan, inf=inf, zeros=int((x == 0).sum()))
+    out.update(nan=nan, inf=inf, zeros=n - int(torch.count_nonzero(x)))
     if finite.numel():
         std, mean = torch.std_mean(finite.reshape(-1), correction=0)
         lo, hi = torch.aminmax(finite)
@@ -200,7 +205,12 @@ def _init_of(events: list[Any]) -> tuple[str, Any | None]:
 
 
 def tensor_entry(
-    tt: TensorTrace, model: torch.nn.Module, order: int, *, with_events: bool = True
+    tt: TensorTrace,
+    model: torch.nn.Module,
+    order: int,
+    *,
+    with_events: bool = True,
+    digest: tuple[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The manifest entry of one traced tensor: identity, hash, stats, recipe, provenance."""
     t = tt.tensor
@@ -216,8 +226,8 @@ def tensor_entry(
         "shape": list(t.shape),
         "dtype": dtype_name(t.dtype),
         "device": str(t.device),
-        "hash": tensor_hash(t),
-        "stats": tensor_stats(t),
+        "hash": digest[0] if digest else tensor_hash(t),
+        "stats": digest[1] if digest else tensor_stats(t),
         "origin": origin,
         "site": provenance.portable_site(init_ev.site) if init_ev else None,
         "scope": init_ev.scope if init_ev else None,
@@ -248,12 +258,14 @@ def build_manifest(
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     on_tensor: Callable[[int, int], None] | None = None,
+    digests: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The manifest of a traced build (hashes and statistics computed tensor by tensor)."""
     entries = []
     total = len(trace.tensors)
     for i, tt in enumerate(trace.tensors):
-        entries.append(tensor_entry(tt, trace.model, i))
+        digest = digests[tt.name] if digests is not None else None
+        entries.append(tensor_entry(tt, trace.model, i, digest=digest))
         if on_tensor is not None:
             on_tensor(i + 1, total)
     return {
@@ -368,13 +380,14 @@ def write(
             t["name"]: snapshot.values[t["name"]].detach().cpu().contiguous()
             for t in snapshot.tensors
         }
-        from safetensors.torch import save_file
+        from .stream import write_safetensors
 
+        digest: list[str] = []
         atomic_write(
             vpath,
-            lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}),
+            lambda tmp: digest.append(write_safetensors(tensors, tmp, {"format": FORMAT})),
         )
-        manifest["values"] = {"file": vpath.name, "sha256": _file_sha256(vpath)}
+        manifest["values"] = {"file": vpath.name, "sha256": digest[-1]}
     else:
         manifest["values"] = None
     text = manifest_text(manifest)

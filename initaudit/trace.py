@@ -319,8 +319,14 @@ def _short_op(func: Any) -> str:
 class InitTracer(TorchDispatchMode):
     """Records every storage-creating or storage-writing ATen op, with its Python call site."""
 
-    def __init__(self, on_event: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, on_event: Callable[[int], None] | None = None, *, record: bool = False
+    ) -> None:
         super().__init__()
+        #: With ``record=True``: every op that created or wrote a storage, replayable (see
+        #: :mod:`initaudit.stream`); None (and free) by default.
+        self.program: list[Any] | None = [] if record else None
+        self.external_values: dict[int, Any] = {}
         self.records: dict[int, StorageRecord] = {}
         self._weakrefs: dict[int, Any] = {}
         self.events: list[Event] = []
@@ -371,6 +377,10 @@ class InitTracer(TorchDispatchMode):
     # -- dispatch ---------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
+        if self.program is not None:
+            from .stream import redirect_to_meta
+
+            kwargs = redirect_to_meta(func, args, kwargs)
         random_op = _is_random(func)
         rng = rng_before = None
         if random_op:
@@ -385,8 +395,17 @@ class InitTracer(TorchDispatchMode):
                 rng_before = (
                     rng_digest(dgen) if dgen is not None and device.type != "meta" else None
                 )
+        if self.program is not None:
+            from .stream import capture_externals
+
+            capture_externals(self, args, kwargs)
+        seq0 = self._seq
         out = func(*args, **kwargs)
         self._observe(func, args, kwargs, out, rng, rng_before)
+        if self.program is not None and self._seq > seq0:
+            from .stream import record_op
+
+            record_op(self, func, args, kwargs, out, seq0)
         return out
 
     def _observe(self, func, args, kwargs, out, rng, rng_before) -> None:
@@ -569,6 +588,18 @@ def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
     )
 
 
+def _view_key(t: torch.Tensor) -> tuple[Any, ...]:
+    """What :func:`_same_view` compares, as a dict key (meta tensors: by storage identity)."""
+    if t.device.type == "meta":
+        try:
+            where: Any = ("meta", t.untyped_storage()._cdata, t.storage_offset())
+        except (RuntimeError, NotImplementedError):
+            where = ("meta", id(t))
+    else:
+        where = t.data_ptr()
+    return (where, tuple(t.shape), t.stride(), t.dtype, t.device)
+
+
 def trace_build(
     build: Callable[[], nn.Module],
     seed: int = 0,
@@ -576,18 +607,20 @@ def trace_build(
     device: str | None = None,
     dtype: torch.dtype | None = None,
     on_event: Callable[[int], None] | None = None,
+    tracer: InitTracer | None = None,
 ) -> Trace:
     """Seed, build the model under the tracer, and bind every event to the final tensor names."""
-    tracer = InitTracer(on_event=on_event)
+    tracer = tracer if tracer is not None else InitTracer(on_event=on_event)
     with seeded(seed) as drew, build_context(device, dtype):
         with tracer:
             model = build()
         gen = _generator_for(torch.device(device) if device else None)
         rng_after = rng_digest(gen) if gen is not None else rng_digest()
     tensors: list[TensorTrace] = []
-    primary: list[TensorTrace] = []
+    primary: dict[tuple[Any, ...], TensorTrace] = {}
     for name, kind, t, persistent in named_tensors(model):
-        alias_of = next((p for p in primary if _same_view(p.tensor, t)), None)
+        key = _view_key(t)
+        alias_of = primary.get(key)
         if alias_of is not None and t.numel() > 0:
             alias_of.aliases.append(name)
             continue
@@ -598,7 +631,7 @@ def trace_build(
             record=tracer.record_for(t),
             persistent=persistent,
         )
-        primary.append(tt)
+        primary.setdefault(key, tt)
         tensors.append(tt)
     tensors.sort(key=lambda x: x.order_key)
     return Trace(

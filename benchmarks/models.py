@@ -1,0 +1,40 @@
+"""The benchmark models, as importable targets (``benchmarks/models.py:NAME``)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def linear_big(layers: int = 6, width: int = 4096) -> nn.Module:
+    """(a) Six Linear(4096, 4096): about 100M parameters in a few large tensors."""
+    return nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)])
+
+
+def linear_many(layers: int = 2000, width: int = 8) -> nn.Module:
+    """(b) 2000 Linear(8, 8): many small modules, where per-op tracing cost shows."""
+    return nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)])
+
+
+def gpt2_small() -> nn.Module:
+    """(c) A transformers GPT-2 small (GPT2Config() defaults, 124M parameters, tied lm_head)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config())
+
+
+def llama(**overrides: int) -> nn.Module:
+    """A transformers Llama with LlamaConfig() defaults (Llama-2-7B shape) unless overridden."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(**overrides))
+
+
+def llama_small() -> nn.Module:
+    """A Llama of the same architecture as the 7B defaults, scaled down to fit in memory."""
+    return llama(
+        hidden_size=1024,
+        intermediate_size=2752,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+    )

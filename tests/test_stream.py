@@ -1,0 +1,132 @@
+"""Streamed (meta trace + replay) digests equal a real build's, bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from initaudit import snapshot, stream, target
+from initaudit.stream import StreamError
+
+from .conftest import EXAMPLES
+
+MODELS = Path(__file__).resolve().parent / "models" / "stream_models.py"
+
+SPECS = [
+    str(EXAMPLES / "mlp.py"),
+    str(EXAMPLES / "highway.py"),  # BatchNorm's torch.tensor(0) buffer, fill_ on a bias
+    str(EXAMPLES / "cnn.py"),
+    f"{MODELS}:TinyViT",  # trunc_normal_ (a rejection loop in this torch): replayed for real
+    f"{MODELS}:OrthoRNN",  # orthogonal_ (QR), xavier, tied embedding/decoder
+    f"{MODELS}:gpt2_tiny",  # transformers GPT-2, lm_head tied to wte
+    f"{MODELS}:llama_tiny",  # transformers Llama, rotary buffers computed in the build
+    f"{MODELS}:bert_tiny",
+]
+
+
+def _compare(spec: str, seed: int = 0) -> tuple[dict, dict]:
+    tg = target.resolve(spec, {})
+    real, _ = snapshot.freeze(tg, seed)
+    streamed, result = stream.stream_freeze(tg, seed)
+    assert result.ops > 0
+    return real.manifest, streamed.manifest
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.rsplit("/", 1)[-1])
+def test_streamed_digests_equal_a_real_build(spec: str) -> None:
+    real, streamed = _compare(spec)
+    a, b = real["tensors"], streamed["tensors"]
+    assert [t["name"] for t in a] == [t["name"] for t in b]
+    assert len(a) > 0
+    for x, y in zip(a, b, strict=True):
+        assert x["hash"] == y["hash"], x["name"]
+        assert x["stats"] == y["stats"], x["name"]
+        assert x["aliases"] == y["aliases"], x["name"]
+        assert x["shape"] == y["shape"] and x["dtype"] == y["dtype"]
+        assert x["rng_before"] == y["rng_before"], x["name"]
+        assert (x["init"] or {}).get("call") == (y["init"] or {}).get("call"), x["name"]
+    assert real["rng"]["torch_after"] == streamed["rng"]["torch_after"]
+    assert streamed["provenance"]["streamed"] is True
+
+
+def test_tied_weights_stay_one_entry_with_aliases() -> None:
+    _, streamed = _compare(f"{MODELS}:gpt2_tiny")
+    names = {t["name"]: t for t in streamed["tensors"]}
+    assert "lm_head.weight" in names["transformer.wte.weight"]["aliases"]
+    assert "lm_head.weight" not in names
+
+
+def test_the_streamed_digest_changes_with_the_seed() -> None:
+    """A check that cannot fail is a defect: another seed gives other digests."""
+    tg = target.resolve(f"{MODELS}:TinyViT", {})
+    s0, _ = stream.stream_freeze(tg, 0)
+    s1, _ = stream.stream_freeze(tg, 1)
+    h0 = {t["name"]: t["hash"] for t in s0.manifest["tensors"]}
+    h1 = {t["name"]: t["hash"] for t in s1.manifest["tensors"]}
+    assert h0["pos_embed"] != h1["pos_embed"]
+    assert h0["norm.weight"] == h1["norm.weight"]  # ones either way
+
+
+def test_the_meta_trace_allocates_no_values() -> None:
+    tg = target.resolve(f"{MODELS}:llama_tiny", {})
+    trace, tracer = stream.meta_trace(tg.build, 0)
+    assert all(tt.tensor.device.type == "meta" for tt in trace.tensors)
+    assert stream.estimate_bytes(trace) == stream.meta_size(tg.build, None)
+    assert len(tracer.program) > 0
+
+
+def test_a_build_that_reads_values_is_refused_clearly() -> None:
+    tg = target.resolve(f"{MODELS}:ReadsValues", {})
+    with pytest.raises(StreamError, match="meta device"):
+        stream.stream_freeze(tg, 0)
+
+
+def test_replay_frees_storages_as_it_goes() -> None:
+    """Peak live storage during replay stays near the largest tensor, far below the model."""
+    tg = target.resolve(f"{MODELS}:linear_stack", {})
+    trace, tracer = stream.meta_trace(tg.build, 0)
+    done = []
+    result = stream.replay(trace, tracer, 0, on_tensor=lambda i, n, b, s: done.append(i))
+    model = stream.estimate_bytes(trace)
+    largest = max(tt.record.nbytes for tt in trace.tensors)
+    assert result.nbytes == model
+    assert largest <= result.peak_live_bytes <= 2 * largest < model / 4
+    assert done == list(range(1, len(trace.tensors) + 1))
+
+
+def test_safetensors_writer_is_read_back_by_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    tensors = {
+        "a": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+        "b": torch.tensor([True, False]),
+        "c": torch.zeros(0, 5, dtype=torch.float64),
+        "d": torch.arange(6, dtype=torch.int64)[::2],
+    }
+    digest = stream.write_safetensors(tensors, tmp_path / "x.safetensors", {"format": "t"})
+    back = load_file(str(tmp_path / "x.safetensors"))
+    assert set(back) == set(tensors)
+    for k, v in tensors.items():
+        assert torch.equal(back[k], v)
+    assert digest == snapshot._file_sha256(tmp_path / "x.safetensors")
+
+
+def test_cli_stream_equals_in_memory_digest(cli, tmp_path: Path) -> None:
+    spec = f"{MODELS}:TinyViT"
+    cli("freeze", spec, "--digest-only", "--stream", "--out", str(tmp_path / "s.json"), check=0)
+    cli("freeze", spec, "--digest-only", "--out", str(tmp_path / "r.json"), check=0)
+    s = json.loads((tmp_path / "s.json").read_text())
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert [t["hash"] for t in s["tensors"]] == [t["hash"] for t in r["tensors"]]
+    assert s["values"] is None and not (tmp_path / "s.safetensors").exists()
+    assert s["provenance"]["streamed"] is True and "streamed" not in r["provenance"]
+
+
+def test_cli_stream_needs_digest_only(cli, tmp_path: Path) -> None:
+    proc = cli("freeze", str(EXAMPLES / "mlp.py"), "--stream", "--out", str(tmp_path / "x.json"))
+    assert proc.returncode == 2
+    assert "--stream needs --digest-only" in proc.stderr
+    assert "Traceback" not in proc.stderr
