@@ -595,7 +595,8 @@ def _overwritten(rows: list[TensorRow], manifest: dict[str, Any]) -> list[Findin
     parts = []
     if over:
         parts.append(
-            f"{_n(len(over), 'tensor')} were initialized and then replaced "
+            f"{_n(len(over), 'tensor')} {'was' if len(over) == 1 else 'were'} initialized and then "
+            "replaced "
             f"({len(from_default)} of them replaced torch's default init): "
             f"{wasted:,} random numbers drawn for values nobody kept "
             f"(e.g. {over[0].name}: {', '.join(over[0].overwrote) or 'an earlier init'} "
@@ -614,7 +615,7 @@ def _overwritten(rows: list[TensorRow], manifest: dict[str, Any]) -> list[Findin
         "The values are right, but every one of these draws advances the RNG: change or remove "
         "one (or a torch upgrade that changes a default init's draws) and every tensor "
         "initialized after it gets different values"
-        + (f" ({after} tensors come after {first.name} in RNG order)." if first else ".")
+        + (f" ({_n(after or 0, 'tensor')} after {first.name} in RNG order)." if first else ".")
     )
     return [
         Finding(
