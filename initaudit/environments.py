@@ -235,6 +235,12 @@ def _pip_hint(output: str, env_dir: Path) -> str | None:
             "pip could not reach a package index (no network?); point pip at a reachable "
             "index or wheel folder with PIP_INDEX_URL / PIP_FIND_LINKS or pip.conf"
         )
+    if "(from versions: none)" in output:
+        return (
+            "pip found no release at all on its indexes: no network, or indexes without it? "
+            "Point pip at a reachable index or wheel folder with PIP_INDEX_URL / "
+            "PIP_FIND_LINKS or pip.conf"
+        )
     return None
 
 
@@ -456,7 +462,12 @@ def _build(
             shutil.rmtree(tmp, ignore_errors=True)
         raise _oserror(exc, env_dir, "create a virtual environment") from None
     except subprocess.CalledProcessError as exc:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp else None
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(env_dir).free < 64 * 2**20:
+                full = OSError(errno.ENOSPC, "no space")
+                raise _oserror(full, env_dir, "setting up pip") from None
         raise EnvironmentSetupError(
             f"python -m venv could not set up pip in a new environment ({exc})"
         ) from None
