@@ -1,0 +1,194 @@
+"""``initaudit matrix`` (real environments, real subprocesses) and ``initaudit diff DIR``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from initaudit import environments as E
+from initaudit.errors import UsageError
+from initaudit.matrix import gather
+from tests.conftest import EXAMPLES, ROOT, run_cli
+from tests.test_environments import VERSION, pip_lines, session_env_dir
+
+
+@pytest.fixture(scope="session")
+def env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return session_env_dir(tmp_path_factory)
+
+
+def built_lines(env_dir: Path) -> list[str]:
+    log = (env_dir / E.LOG_NAME).read_text(encoding="utf-8").splitlines()
+    return [ln for ln in log if " built " in ln]
+
+
+# --------------------------------------------------------------------------- matrix
+
+
+def test_same_version_twice_is_identical_and_the_environment_is_built_once(env_dir, tmp_path):
+    built, pips = built_lines(env_dir), pip_lines(env_dir)
+    fingerprint = E.source_fingerprint()
+    proc = run_cli(
+        "matrix", str(EXAMPLES / "mlp.py"), "--torch", VERSION, "--torch", VERSION,
+        "--env-dir", str(env_dir), "--format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [v.split("+")[0] for v in data["versions"]] == [VERSION, VERSION]
+    assert data["verdict"] == "identical"
+    (pair,) = data["pairs"]
+    assert pair["from"] == data["versions"][0] and pair["to"] == data["versions"][1]
+    assert pair["verdict"] == "identical" and pair["root_cause"] is None
+    names = [t["name"] for t in pair["tensors"]]
+    assert names and {t["status"] for t in pair["tensors"]} == {"identical"}
+    assert "hid1.weight" in names and "oupt.bias" in names
+    # one environment, shared by both freezes, reused (the session built it), nothing installed
+    assert [e["reused"] for e in data["environments"]] == [True]
+    assert built_lines(env_dir) == built
+    if E.source_fingerprint() == fingerprint:
+        assert pip_lines(env_dir) == pips
+    # two independent freezes, in snapshots/<model>/, never overwriting each other
+    snaps = sorted(p.name for p in (tmp_path / "snapshots" / "mlp").iterdir())
+    assert len(snaps) == 4 and any("-run2.json" in s for s in snaps), snaps
+    assert not list((tmp_path / "snapshots").glob(".initaudit-matrix-*"))
+    frozen = json.loads((tmp_path / "snapshots" / "mlp" / snaps[0]).read_text())
+    assert frozen["provenance"]["torch"] == data["versions"][0]
+
+
+def test_text_matrix_has_versions_across_and_modules_down(env_dir, tmp_path):
+    proc = run_cli(
+        "matrix", str(EXAMPLES / "highway.py"), "--torch", VERSION, "--torch", VERSION,
+        "--env-dir", str(env_dir), "--jobs", "2", cwd=tmp_path, env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "IDENTICAL" in out
+    header = next(ln for ln in out.splitlines() if "tensor" in ln and VERSION in ln)
+    assert header.count(VERSION) == 2
+    assert "stage_1.0.conv_a" in out  # a module row
+    assert "identical" in out and "→" in out
+
+
+def test_matrix_needs_two_versions(tmp_path):
+    proc = run_cli("matrix", str(EXAMPLES / "mlp.py"), "--torch", VERSION, cwd=tmp_path)
+    assert proc.returncode == 2 and "at least two --torch versions" in proc.stderr
+
+
+def test_a_bad_target_is_a_clear_error(env_dir, tmp_path):
+    proc = run_cli(
+        "matrix", str(tmp_path / "missing.py"), "--torch", VERSION, "--torch", VERSION,
+        "--env-dir", str(env_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "missing.py" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "snapshots").rglob("*.json"))
+
+
+# --------------------------------------------------------------------------- diff DIR
+
+MODEL = """\
+import os
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.proj = nn.Linear(8, 8)
+        if os.environ.get("ZERO_BIAS"):  # a changed default, as a torch upgrade could bring
+            nn.init.zeros_(self.proj.bias)
+        self.head = nn.Linear(8, 4)
+"""
+
+
+def relabel(src: Path, dest_dir: Path, torch_version: str) -> Path:
+    """A copy of a real snapshot whose provenance names another torch version."""
+    dest_dir.mkdir(parents=True)
+    manifest = json.loads(src.read_text())
+    manifest["provenance"]["torch"] = torch_version
+    shutil.copy(src.with_suffix(".safetensors"), dest_dir / manifest["values"]["file"])
+    out = dest_dir / src.name
+    out.write_text(json.dumps(manifest))
+    return out
+
+
+def test_diff_dir_orders_by_version_not_by_name(tmp_path):
+    src = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
+    # lexical order of the folders (a, b, c) is the reverse of the version order
+    relabel(src, tmp_path / "a", "2.13.0+cpu")
+    relabel(src, tmp_path / "b", "2.10.0")
+    relabel(src, tmp_path / "c", "2.9.1")
+    assert [s.environment["torch"] for s in gather(tmp_path)] == ["2.9.1", "2.10.0", "2.13.0+cpu"]
+    proc = run_cli("diff", str(tmp_path), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["versions"] == ["2.9.1", "2.10.0", "2.13.0+cpu"]
+    assert [(p["from"], p["to"]) for p in data["pairs"]] == [
+        ("2.9.1", "2.10.0"),
+        ("2.10.0", "2.13.0+cpu"),
+    ]
+    assert all(p["verdict"] == "identical" for p in data["pairs"])
+    md = run_cli("diff", str(tmp_path), "--format", "markdown", check=0).stdout
+    assert "| tensor | torch 2.9.1 | torch 2.10.0 | torch 2.13.0+cpu |" in md
+
+
+def test_diff_dir_finds_real_drift_and_its_root_cause(tmp_path):
+    model = tmp_path / "net.py"
+    model.write_text(textwrap.dedent(MODEL))
+    run_cli("freeze", str(model), "--snapshot-dir", str(tmp_path / "old"), cwd=tmp_path, check=0)
+    run_cli(
+        "freeze", str(model), "--snapshot-dir", str(tmp_path / "new"), cwd=tmp_path,
+        env={"ZERO_BIAS": "1"}, check=0,
+    )  # fmt: skip
+    # the same torch in both: order by path, so relabel the new one as the next release
+    new = next((tmp_path / "new").rglob("*.json"))
+    relabel(new, tmp_path / "folder" / "z-new", "9.9.9")
+    shutil.copytree(tmp_path / "old", tmp_path / "folder" / "a-old")
+    proc = run_cli("diff", str(tmp_path / "folder"), "--format", "json")
+    assert proc.returncode == 1, proc.stderr
+    (pair,) = json.loads(proc.stdout)["pairs"]
+    assert pair["verdict"] == "drift" and pair["root_cause"] == "proj.bias"
+    status = {t["name"]: t["status"] for t in pair["tensors"]}
+    assert status["embed.weight"] == status["proj.weight"] == "identical"
+    assert status["proj.bias"] == "recipe-drift"
+    assert status["head.weight"] == "stream-shift"
+    text = run_cli("diff", str(tmp_path / "folder"), env={"COLUMNS": "200"}).stdout
+    assert "DRIFT" in text and "root cause proj.bias" in text
+
+
+def test_diff_dir_refuses_mixed_targets_and_too_few(tmp_path):
+    shutil.copytree(ROOT / "snapshots" / "mlp", tmp_path / "one")
+    proc = run_cli("diff", str(tmp_path / "one"))
+    assert proc.returncode == 2 and "at least two" in proc.stderr
+    shutil.copytree(ROOT / "snapshots" / "cnn", tmp_path / "one" / "cnn")
+    proc = run_cli("diff", str(tmp_path / "one"))
+    assert proc.returncode == 2 and "one target" in proc.stderr
+    with pytest.raises(UsageError, match="not a folder"):
+        gather(tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------- real releases
+
+
+@pytest.mark.slow
+def test_torch_2_13_against_2_14_on_highway(tmp_path):
+    """Real releases side by side (the 2.14.1 environment is a 5.5 GB install, cached)."""
+    proc = run_cli(
+        "matrix", str(EXAMPLES / "highway.py"), "--torch", "2.13.0", "--torch", "2.14.1",
+        "--jobs", "2", "--format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["versions"][0].startswith("2.13.0") and data["versions"][1].startswith("2.14.1")
+    (pair,) = data["pairs"]
+    assert proc.returncode == (1 if pair["verdict"] == "drift" else 0)
+    # the CI gathering step over the same snapshots gives the same answer
+    again = run_cli("diff", str(tmp_path / "snapshots" / "highway"), "--format", "json")
+    assert again.returncode == proc.returncode
+    (pair2,) = json.loads(again.stdout)["pairs"]
+    assert pair2["tensors"] == pair["tensors"] and pair2["root_cause"] == pair["root_cause"]
