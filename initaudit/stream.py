@@ -339,112 +339,151 @@ def replay(
     *,
     on_tensor: Callable[[int, int, int, float], None] | None = None,
 ) -> StreamResult:
-    """Re-run a recorded meta build on CPU one storage at a time, digesting the model's tensors."""
+    """Re-run a recorded meta build on CPU one storage at a time, digesting the model's tensors.
+
+    A write whose value is overwritten whole before anything reads it (Linear's default
+    ``kaiming_uniform_`` before transformers re-inits the weight with ``normal_``) still runs,
+    for the random numbers it draws, but into a scratch buffer freed at once: a storage is held
+    only while its value can still be read.
+    """
     from .snapshot import tensor_hash, tensor_stats
     from .trace import rng_digest, seeded
 
-    program: list[Op] = tracer.program
+    program: list[Op | Call] = tracer.program
     by_seq = {ev.seq: ev for ev in trace.events}
-    # Which named tensors live in each storage, and the last op that touches each storage.
+    sizes = {rec.rid: rec.nbytes for rec in tracer.records.values()}
     finals: dict[int, list[Any]] = {}
     for tt in trace.tensors:
         if tt.record is None:
             raise StreamError(f"{tt.name} was not made by any traced op; freeze without --stream")
         finals.setdefault(tt.record.rid, []).append(tt)
-    last: dict[int, int] = {}
+    # Accesses per storage, in order: "def" (made by the op), "over" (overwritten whole
+    # without reading), "read" (anything else, read-modify-write included).
+    accesses: dict[int, list[tuple[int, str]]] = {}
     for i, op in enumerate(program):
-        if isinstance(op, Call):
-            last[op.tensor.rid] = i
-            continue
-        for r in _refs((op.args, op.kwargs)):
-            last[r.rid] = i
-        for _, r in op.fresh:
-            last[r.rid] = i
+        for rid, kind in _accesses(op, sizes):
+            accesses.setdefault(rid, []).append((i, kind))
+    last = {rid: acc[-1][0] for rid, acc in accesses.items()}
+    dead: set[tuple[int, int]] = set()  # (op, storage) writes whose value nothing reads
+    for rid, acc in accesses.items():
+        for (i, kind), (_, after) in zip(acc, acc[1:], strict=False):
+            if kind in ("def", "over") and after == "over":
+                dead.add((i, rid))
     done_at: dict[int, list[int]] = {}
     for rid, i in last.items():
         done_at.setdefault(i, []).append(rid)
 
     storages: dict[int, torch.UntypedStorage] = {}
-    unknown: dict[int, int] = {}  # rid -> nbytes of values lost on the meta device
+    pending: dict[int, int] = {}  # storage -> nbytes: no value held; the next access overwrites
     for rid, value in tracer.external_values.items():
         if isinstance(value, int):
-            unknown[rid] = value
+            pending[rid] = value  # lost on the meta device: usable only once overwritten
         elif rid in last or rid in finals:
             storages[rid] = value
+    externals = set(storages)
     digests: dict[str, tuple[str, dict[str, Any]]] = {}
     total = len(trace.tensors)
     numel = nbytes = live = peak = 0
-    externals = set(storages)
     t0 = time.perf_counter()
 
-    def view(r: Ref) -> torch.Tensor:
-        st = storages.get(r.rid)
-        if st is None:
-            raise StreamError(
-                "a tensor's value entered the build outside any torch op on the meta device "
-                "(e.g. torch.tensor(...) or from_numpy); freeze without --stream"
-            )
+    def hold(rid: int, st: torch.UntypedStorage) -> None:
+        nonlocal live, peak
+        storages[rid] = st
+        live += st.nbytes()
+        peak = max(peak, live)
+
+    def drop(rid: int) -> None:
+        nonlocal live
+        st = storages.pop(rid, None)
+        if st is not None and rid not in externals:
+            live -= st.nbytes()
+
+    def view_in(st: torch.UntypedStorage, r: Ref) -> torch.Tensor:
         return torch.empty(0, dtype=r.dtype).set_(st, r.offset, r.size, r.stride)
 
+    def prepare(i: int, op: Op | Call) -> dict[int, torch.UntypedStorage]:
+        """Storages for op ``i``: held ones, fresh ones for overwrites, scratch for dead ones."""
+        out: dict[int, torch.UntypedStorage] = {}
+        for rid, kind in _accesses(op, sizes):
+            if kind == "def":
+                continue
+            if (i, rid) in dead:
+                out[rid] = torch.UntypedStorage(sizes[rid])  # scratch: drawn into, then freed
+                drop(rid)
+                pending[rid] = sizes[rid]
+            elif rid in storages:
+                out[rid] = storages[rid]
+            elif rid in pending and kind == "over":
+                del pending[rid]
+                hold(rid, torch.UntypedStorage(sizes[rid]))
+                out[rid] = storages[rid]
+            else:
+                raise StreamError(
+                    f"{_op_name(op.func) if isinstance(op, Op) else op.fn.__name__} reads a value "
+                    "that entered the build outside any torch op on the meta device "
+                    "(e.g. torch.tensor(...)); freeze without --stream"
+                )
+        return out
+
     def finish(rid: int) -> None:
-        nonlocal numel, nbytes, live
+        nonlocal numel, nbytes
         for tt in finals.pop(rid, []):
             m = tt.tensor
-            value = view(Ref(rid, m.storage_offset(), tuple(m.shape), tuple(m.stride()), m.dtype))
+            st = storages.get(rid)
+            if st is None:
+                raise StreamError(f"the replay lost the value of {tt.name}")
+            ref = Ref(rid, m.storage_offset(), tuple(m.shape), tuple(m.stride()), m.dtype)
+            value = view_in(st, ref)
             digests[tt.name] = (tensor_hash(value), tensor_stats(value))
             numel += value.numel()
             nbytes += value.numel() * value.element_size()
             if on_tensor is not None:
                 on_tensor(len(digests), total, nbytes, time.perf_counter() - t0)
-        st = storages.pop(rid, None)
-        if st is not None and rid not in externals:
-            live -= st.nbytes()
+        drop(rid)
 
     with seeded(seed), torch.no_grad():
         # Storages used by no op (an external value kept as is) are final from the start.
         for rid in [r for r in finals if r not in last]:
             finish(rid)
         for i, op in enumerate(program):
+            held = prepare(i, op)
+
+            def view(r: Ref, held: dict[int, torch.UntypedStorage] = held) -> torch.Tensor:
+                return view_in(held[r.rid], r)
+
             if isinstance(op, Call):
                 ev = by_seq.get(op.seq)
                 if ev is not None and ev.rng == "global":
                     ev.rng_before = rng_digest()
-                if op.tensor.rid in unknown:
-                    raise StreamError(
-                        "an init call reads a value that entered the build outside any torch op "
-                        "on the meta device; freeze without --stream"
-                    )
                 op.fn(view(op.tensor), *op.args, **op.kwargs)
-                for rid in done_at.get(i, ()):
-                    finish(rid)
-                continue
-            if unknown:
-                _overwrite_unknown(op, unknown, storages)
-            args = _materialize(op.args, view)
-            kwargs = _materialize(op.kwargs, view)
-            if op.random:
-                before = rng_digest()
-                for s in op.seqs:
-                    ev = by_seq.get(s)
-                    if ev is not None and ev.rng == "global":
-                        ev.rng_before = before
-            out = op.func(*args, **kwargs)
-            for path, r in op.fresh:
-                real = _at(out, path)
-                if (
-                    real.storage_offset() != r.offset
-                    or tuple(real.stride()) != r.stride
-                    or real.untyped_storage().nbytes() < _span(r)
-                ):
-                    # The CPU kernel laid the result out differently from the meta kernel:
-                    # keep the values, in the layout the rest of the trace expects.
-                    fixed = torch.empty_strided(r.size, r.stride, dtype=r.dtype)
-                    fixed.copy_(real)
-                    real = fixed
-                storages[r.rid] = real.untyped_storage()
-                live += storages[r.rid].nbytes()
-                peak = max(peak, live)
-            del args, kwargs, out
+            else:
+                args = _materialize(op.args, view)
+                kwargs = _materialize(op.kwargs, view)
+                if op.random:
+                    before = rng_digest()
+                    for s in op.seqs:
+                        ev = by_seq.get(s)
+                        if ev is not None and ev.rng == "global":
+                            ev.rng_before = before
+                out = op.func(*args, **kwargs)
+                for path, r in op.fresh:
+                    if (i, r.rid) in dead:
+                        pending[r.rid] = sizes[r.rid]
+                        continue
+                    real = _at(out, path)
+                    if (
+                        real.storage_offset() != r.offset
+                        or tuple(real.stride()) != r.stride
+                        or real.untyped_storage().nbytes() < _span(r)
+                    ):
+                        # The CPU kernel laid the result out differently from the meta kernel:
+                        # keep the values, in the layout the rest of the trace expects.
+                        fixed = torch.empty_strided(r.size, r.stride, dtype=r.dtype)
+                        fixed.copy_(real)
+                        real = fixed
+                    hold(r.rid, real.untyped_storage())
+                del args, kwargs, out
+            del held, view
             for rid in done_at.get(i, ()):
                 finish(rid)
         rng_after = rng_digest()
@@ -463,6 +502,37 @@ def replay(
     )
 
 
+def _accesses(op: Op | Call, sizes: dict[int, int]) -> list[tuple[int, str]]:
+    """``(storage, kind)`` for each storage an op touches: "def", "over" or "read"."""
+    if isinstance(op, Call):
+        r = op.tensor
+        return [(r.rid, "over" if _whole(r, sizes) else "read")]
+    refs = _refs((op.args, op.kwargs))
+    out: dict[int, str] = {}
+    first = op.args[0] if op.args and isinstance(op.args[0], Ref) else None
+    overwrites = _op_name(op.func).split(".")[0] in _OVERWRITES
+    for r in refs:
+        kind = "read"
+        if (
+            overwrites
+            and r == first
+            and refs.count(r) == 1
+            and sum(x.rid == r.rid for x in refs) == 1
+            and _whole(r, sizes)
+        ):
+            kind = "over"
+        if out.get(r.rid) != "read":
+            out[r.rid] = kind
+    for _, r in op.fresh:
+        out.setdefault(r.rid, "def")
+    return list(out.items())
+
+
+def _whole(r: Ref, sizes: dict[int, int]) -> bool:
+    n = sizes.get(r.rid, -1)
+    return r.offset == 0 and math.prod(r.size) * _itemsize(r.dtype) == n and _span(r) == n
+
+
 #: In-place ops that set every element without reading the old value.
 _OVERWRITES = {
     "zero_",
@@ -477,30 +547,6 @@ _OVERWRITES = {
     "geometric_",
     "copy_",
 }
-
-
-def _overwrite_unknown(op: Op, unknown: dict[int, int], storages: dict[int, Any]) -> None:
-    refs = _refs((op.args, op.kwargs))
-    for k, r in enumerate(refs):
-        if r.rid not in unknown:
-            continue
-        nbytes = unknown[r.rid]
-        whole = (
-            op.args
-            and op.args[0] == r
-            and _op_name(op.func).split(".")[0] in _OVERWRITES
-            and r.offset == 0
-            and math.prod(r.size) * _itemsize(r.dtype) == nbytes
-            and _span(r) == nbytes
-            and r not in refs[k + 1 :]
-        )
-        if not whole:
-            raise StreamError(
-                f"{_op_name(op.func)} reads a value that entered the build outside any torch op "
-                "on the meta device (e.g. torch.tensor(...)); freeze without --stream"
-            )
-        storages[r.rid] = torch.UntypedStorage(nbytes)
-        del unknown[r.rid]
 
 
 def _itemsize(dtype: torch.dtype) -> int:
