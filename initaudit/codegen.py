@@ -520,7 +520,8 @@ def _fmt_str(s: str) -> str:
 
 
 class _Renderer:
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, root: str = "model") -> None:
+        self.root = root
         self.program = program
         self.model = program.trace.model
         self.final: dict[int, list[TensorTrace]] = {}
@@ -535,7 +536,7 @@ class _Renderer:
     # -- expressions --------------------------------------------------------------------
     def path(self, name: str) -> str:
         parts = name.split(".")
-        expr, mod = "model", self.model
+        expr, mod = self.root, self.model
         for i, part in enumerate(parts):
             is_last = i == len(parts) - 1
             if part.isdigit() and isinstance(mod, (nn.Sequential, nn.ModuleList)):
@@ -544,12 +545,12 @@ class _Renderer:
                 expr += f".{part}"
             else:
                 getter = "get_parameter" if self._is_param(name) else "get_buffer"
-                return f"model.{getter}({_fmt_str(name)})"
+                return f"{self.root}.{getter}({_fmt_str(name)})"
             if not is_last:
                 mod = getattr(mod, "_modules", {}).get(part, None)
                 if mod is None:
                     getter = "get_parameter" if self._is_param(name) else "get_buffer"
-                    return f"model.{getter}({_fmt_str(name)})"
+                    return f"{self.root}.{getter}({_fmt_str(name)})"
         return expr
 
     def _is_param(self, name: str) -> bool:
@@ -741,18 +742,23 @@ def _init_signature_args(name: str, args: dict[str, Any]) -> list[tuple[str, Any
 _DERIVED = ("fan", "fan_in", "fan_out", "gain", "std", "bound")
 
 
-def _origin_text(ev: Event) -> str:
+def _origin_text(ev: Event, line_only: bool = False) -> str:
     site = _short_site(ev.site) if ev.site else "?"
+    if line_only:  # inside the user's own file: no line numbers (they move with the edit)
+        return f"torch default {ev.scope}" if ev.origin == "default" else "from the code above"
     if ev.origin == "default":
         return f"torch default {ev.scope or ''} (built at {site})".replace("  ", " ")
     return f"user code at {site}"
 
 
 class _Generator:
-    def __init__(self, program: Program, kept: list[Step]) -> None:
+    def __init__(
+        self, program: Program, kept: list[Step], root: str = "model", line_only: bool = False
+    ) -> None:
         self.p = program
         self.kept = kept
-        self.r = _Renderer(program)
+        self.line_only = line_only
+        self.r = _Renderer(program, root)
         self.last_group: str | None = None
         self.last_origin: str | None = None
         self.uses_nn = False
@@ -767,7 +773,7 @@ class _Generator:
                 name = finals[0].name
                 mod = name.rsplit(".", 1)[0] if "." in name else ""
                 kind = trace_mod.module_type_of(self.p.trace.model, name)
-                return mod, f"{mod or 'model'} ({kind})"
+                return mod, f"{mod or self.r.root} ({kind})"
         return "", "scratch tensors (not part of the final model)"
 
     def prelude(self, residual: set[int]) -> list[str]:
@@ -820,7 +826,7 @@ class _Generator:
                     uses[r.rid] = uses.get(r.rid, 0) + 1
         for i, step in enumerate(self.kept):
             group, header = self.group_of(step)
-            origin = _origin_text(step.events[0])
+            origin = _origin_text(step.events[0], self.line_only)
             if not group and not header.startswith("model"):
                 header = self.last_group or header
             before = len(self.r.lines)
@@ -1032,22 +1038,39 @@ def _top_level_trailing_comma(text: str) -> bool:
 # ------------------------------------------------------------------------------ public API
 
 
-def generate(program: Program) -> str:
-    """The source of a standalone module whose ``initialize(model)`` reproduces the build."""
+def generate_body(
+    program: Program, root: str = "model", line_only: bool = False
+) -> tuple[list[str], bool]:
+    """The statements that replay the build on ``root`` (unwrapped), and whether math is used."""
     steps = _steps(program)
     final_rids = {t.record.rid for t in program.trace.tensors if t.record is not None}
     kept, residual = _plan(steps, final_rids)
     _explainable(program, kept, residual)
-    gen = _Generator(program, kept)
+    gen = _Generator(program, kept, root, line_only)
     prelude = gen.prelude(residual)
     body = prelude + ([""] if prelude and kept else []) + gen.run()
-    r = gen.r
+    return body, gen.r.uses_math
+
+
+def wrap_lines(lines: list[str], indent: str, outer: int = 0) -> list[str]:
+    """Indent statements and wrap long calls the way ``ruff format`` does.
+
+    ``outer`` is extra indentation the lines will get later (they wrap as if it were there).
+    """
+    pad = " " * outer
+    out: list[str] = []
+    for line in lines:
+        out.extend(w[outer:] for w in _wrap(line, pad + indent)) if line else out.append("")
+    return out
+
+
+def generate(program: Program) -> str:
+    """The source of a standalone module whose ``initialize(model)`` reproduces the build."""
+    body, uses_math = generate_body(program)
     imports = []
-    if r.uses_math:
+    if uses_math:
         imports.append("import math\n")
-    third = ["import torch"]
-    if gen.uses_nn or True:
-        third.append("from torch import nn")
+    third = ["import torch", "from torch import nn"]
     head = (
         f'"""Explicit initialization for {program.label}, generated by initaudit {__version__}.\n'
         "\n"

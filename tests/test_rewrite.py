@@ -1,0 +1,89 @@
+"""``initaudit rewrite``: the class's own ``__init__`` becomes explicit, verified and idempotent."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+import torch
+
+from initaudit import codegen, rewrite
+from initaudit.errors import AuditFailure
+
+from .conftest import ROOT, run_cli
+
+SEED_003 = ROOT / "examples" / "mlp.py"
+
+
+def _build(path, cls, module_name):
+    sys.path.insert(0, str(path.parent))
+    try:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return getattr(mod, cls)
+    finally:
+        sys.path.remove(str(path.parent))
+
+
+def _state_after(cls, seed=0):
+    torch.manual_seed(seed)
+    model = cls()
+    return {k: v.clone() for k, v in model.state_dict().items()}, torch.rand(3)
+
+
+def test_rewrite_mlp_is_bitwise_default_independent_and_idempotent(tmp_path):
+    path = tmp_path / "net.py"
+    shutil.copy(SEED_003, path)
+    before_cls = _build(path, "Net", "net_before")
+    result = rewrite.rewrite(f"{path}:Net")
+    assert result.written and result.changed
+    text = path.read_text()
+    # comments and formatting outside the edit are preserved
+    assert "self.hid1 = T.nn.Linear(3, 4)  # 3-(4-5)-2" in text
+    assert text.startswith('"""The 3-(4-5)-2 tanh network')
+    assert "nn.init.kaiming_uniform_(" in text and "self.hid1.weight" in text
+    after_cls = _build(path, "Net", "net_after")
+    for seed in (0, 3):
+        (a, ra), (b, rb) = _state_after(before_cls, seed), _state_after(after_cls, seed)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert torch.equal(ra, rb)  # RNG stream after construction is the same
+    ref, _ = _state_after(before_cls, 0)
+    with codegen.defaults_disabled():
+        b, _ = _state_after(after_cls, 0)
+        c, _ = _state_after(before_cls, 0)
+    assert all(torch.equal(ref[k], b[k]) for k in ref)
+    assert torch.isnan(c["hid1.weight"]).all()  # the check above can fail
+    second = rewrite.rewrite(f"{path}:Net")
+    assert not second.changed and path.read_text() == text
+
+
+def test_diff_writes_nothing(tmp_path):
+    path = tmp_path / "net.py"
+    shutil.copy(SEED_003, path)
+    proc = run_cli("rewrite", f"{path}:Net", "--diff", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("--- a/") and "+        torch.set_rng_state(" in proc.stdout
+    assert path.read_text() == SEED_003.read_text()
+
+
+@pytest.mark.parametrize("cls", ["Encoder", "Normed", "RawParams", "Tied"])
+def test_rewrite_corpus_classes(tmp_path, cls):
+    path = tmp_path / "corpus.py"
+    shutil.copy(ROOT / "tests" / "models" / "codegen_corpus.py", path)
+    assert rewrite.rewrite(f"{path}:{cls}").written
+    assert not rewrite.rewrite(f"{path}:{cls}").changed
+
+
+def test_unexplainable_class_leaves_file_alone(tmp_path):
+    path = tmp_path / "corpus.py"
+    shutil.copy(ROOT / "tests" / "models" / "codegen_corpus.py", path)
+    original = path.read_text()
+    with pytest.raises(AuditFailure, match="private torch.Generator"):
+        rewrite.rewrite(f"{path}:PrivateGenerator")
+    assert path.read_text() == original
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
