@@ -83,7 +83,7 @@ def test_unexplainable_class_leaves_file_alone(tmp_path):
     path = tmp_path / "corpus.py"
     shutil.copy(ROOT / "tests" / "models" / "codegen_corpus.py", path)
     original = path.read_text()
-    with pytest.raises(AuditFailure, match="private torch.Generator"):
+    with pytest.raises(AuditFailure, match=r"private torch\.Generator"):
         rewrite.rewrite(f"{path}:PrivateGenerator")
     assert path.read_text() == original
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
