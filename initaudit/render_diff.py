@@ -1,0 +1,273 @@
+"""Render a :class:`initaudit.diff.DiffReport` as rich text, markdown or JSON."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import render
+from .diff import STATUSES, DiffReport, TensorDiff, report_to_json
+
+STYLE = {
+    "identical": "green",
+    "recipe-drift": "bold red",
+    "implementation-drift": "bold red",
+    "kernel-drift": "red",
+    "stream-shift": "yellow",
+    "shape-drift": "bold magenta",
+    "dtype-drift": "bold magenta",
+    "added": "magenta",
+    "removed": "magenta",
+}
+_MAX_IDENTICAL_NAMES = 6
+
+
+def _g(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
+def detail(td: TensorDiff) -> str:
+    """The numbers behind a tensor's status: error figures, statistics, or what shifted it."""
+    parts: list[str] = []
+    if td.error and td.error["differing"]:
+        e = td.error
+        parts.append(
+            f"{e['differing']:,}/{e['numel']:,} differ · max abs {_g(e['max_abs'])} · "
+            f"mean abs {_g(e['mean_abs'])} · max rel {_g(e['max_rel'])} · max ULP {e['max_ulp']:,}"
+        )
+    elif td.stats:
+        for key, change in td.stats.items():
+            b, a = change["before"], change["after"]
+            fmt = _g if isinstance(b, float) or isinstance(a, float) else str
+            parts.append(f"{key} {fmt(b)} → {fmt(a)}")  # type: ignore[operator]
+        parts = ["; ".join(parts)] if parts else ["statistics equal, bytes differ"]
+    if td.status == "stream-shift" and td.shifted_by:
+        parts.append(f"shifted by {td.shifted_by}")
+    return " · ".join(parts)
+
+
+def init_change(td: TensorDiff) -> str:
+    """``before → after`` when the init text changed, else the init text."""
+    from .diff import _init_text
+
+    a = _init_text(td.before) if td.before is not None else None
+    b = _init_text(td.after) if td.after is not None else None
+    if a is None:
+        return f"→ {b}"
+    if b is None:
+        return f"{a} →"
+    return a if a == b else f"{a} → {b}"
+
+
+def _shape(td: TensorDiff) -> str:
+    def s(e: dict[str, Any]) -> str:
+        return "×".join(map(str, e["shape"])) or "scalar"
+
+    if td.status == "shape-drift" and td.before and td.after:
+        return f"{s(td.before)} → {s(td.after)}"
+    if td.status == "dtype-drift" and td.before and td.after:
+        return f"{s(td.entry)} {td.before['dtype']} → {td.after['dtype']}"
+    return s(td.entry)
+
+
+def _versions(report: DiffReport) -> str:
+    a, b = report.before.environment.get("torch"), report.after.environment.get("torch")
+    return f"torch {a}" if a == b else f"torch {a} → {b}"
+
+
+def verdict_line(report: DiffReport) -> str:
+    """One line: the verdict, the target and how many tensors got which status."""
+    tgt = report.after.target
+    n = len(report.tensors)
+    head = f"{tgt.get('name')} ({tgt.get('slug')}) · seed {report.after.manifest.get('seed')} · "
+    head += _versions(report)
+    tol = ""
+    if report.tolerance_used:
+        within = sum(t.within_tolerance for t in report.tensors)
+        tol = f" [tolerance atol={report.atol or 0:g} rtol={report.rtol or 0:g}: "
+        tol += f"{within} tensor(s) equal only within it]"
+    if not report.drift:
+        return f"IDENTICAL: all {n} tensors {'equal' if report.tolerance_used else 'bitwise identical'} · {head}{tol}"
+    differ = [t for t in report.tensors if t.status != "identical"]
+    counts = ", ".join(f"{v} {k}" for k, v in report.counts().items() if k != "identical")
+    if differ:
+        text = f"DRIFT: {len(differ)} of {n} tensors differ ({counts})"
+    else:
+        text = f"DRIFT: all {n} tensors identical, but the RNG draws changed"
+    return f"{text} · {head}{tol}"
+
+
+def root_cause_line(report: DiffReport) -> str | None:
+    """``root cause X (status): why; it shifted N later tensors: …``, or None."""
+    rc = report.root_cause
+    if rc is None:
+        return None
+    what = rc.name if rc.kind == "tensor" else f"thrown-away draw at {rc.name}"
+    text = f"root cause {what} ({rc.status}): {rc.reason}"
+    if rc.shifted:
+        text += f"; {len(rc.shifted)} later tensor(s) shifted: {_names(rc.shifted)}"
+    others = [t.name for t in report.tensors if t.own_change and t.name != rc.name]
+    if others:
+        text += f"; also diverged on their own: {_names(others)}"
+    return text
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def environment_lines(report: DiffReport) -> list[str]:
+    """``key: before → after`` per changed environment key."""
+    return [f"{k}: {v['before']} → {v['after']}" for k, v in report.environment.items()]
+
+
+def rng_lines(report: DiffReport) -> list[str]:
+    """Thrown-away draws that appeared or disappeared, and other RNG changes."""
+    out = [
+        f"thrown-away draw {d.change}: {d.call} ({d.numel} numbers) at {d.site or d.scope or '?'}"
+        for d in report.draw_changes
+    ]
+    if "torch_after" in report.rng:
+        out.append(
+            "the RNG state the build leaves behind differs: anything random after the build "
+            "(dropout, shuffling) will differ too"
+        )
+    for key in ("drew_from_python_random", "drew_from_numpy", "private_generators"):
+        if key in report.rng:
+            v = report.rng[key]
+            out.append(f"{key}: {v['before']} → {v['after']}")
+    return out
+
+
+def diff_text(report: DiffReport, console: Console | None = None) -> None:
+    """The rich report: verdict, root cause, a table grouped by status, environment changes."""
+    con = console or render.console()
+    con.print(Text(verdict_line(report), style="bold red" if report.drift else "bold green"))
+    rc = root_cause_line(report)
+    if rc:
+        con.print(Text(rc, style="bold"))
+    drifted = [t for t in report.tensors if t.status != "identical"]
+    identical = [t for t in report.tensors if t.status == "identical"]
+    if drifted or any(t.within_tolerance or t.own_change for t in identical):
+        table = Table(title_justify="left")
+        table.add_column("status")
+        table.add_column("tensor")
+        table.add_column("shape")
+        table.add_column("init")
+        table.add_column("detail")
+        first = True
+        for status in STATUSES:
+            rows = [t for t in report.tensors if t.status == status]
+            if not rows:
+                continue
+            if not first:
+                table.add_section()
+            first = False
+            if status == "identical":
+                notable = [t for t in rows if t.within_tolerance or t.own_change]
+                for t in notable:
+                    table.add_row(
+                        Text(status, style=STYLE[status]),
+                        t.name,
+                        _shape(t),
+                        init_change(t),
+                        t.reason,
+                    )
+                rest = [t.name for t in rows if t not in notable]
+                if rest:
+                    table.add_row(
+                        Text(status, style=STYLE[status]),
+                        f"{len(rest)} tensor(s)",
+                        "",
+                        "",
+                        _names(rest, _MAX_IDENTICAL_NAMES),
+                    )
+                continue
+            for t in rows:
+                table.add_row(
+                    Text(status, style=STYLE[status]),
+                    t.name,
+                    _shape(t),
+                    init_change(t),
+                    detail(t) or t.reason,
+                )
+        con.print(table)
+    for line in rng_lines(report):
+        con.print(Text(line, style="yellow"))
+    env = environment_lines(report)
+    if env:
+        con.print(Text("environment changes:", style="bold"))
+        for line in env:
+            con.print(Text(f"  {line}"))
+    else:
+        con.print(Text("environment: unchanged", style="dim"))
+    for note in report.notes:
+        con.print(Text(f"note: {note}", style="dim"))
+    con.print(
+        Text(f"before {report.before.label}\nafter  {report.after.label}", style="dim"),
+    )
+
+
+def diff_plain(report: DiffReport, width: int = 140) -> str:
+    """The text report as a plain string (no colour), e.g. for a pytest failure message."""
+    buf = io.StringIO()
+    con = Console(file=buf, width=width, no_color=True, highlight=False, force_terminal=False)
+    diff_text(report, con)
+    return buf.getvalue()
+
+
+def diff_markdown(report: DiffReport) -> str:
+    """A markdown report for a pull-request comment or a CI job summary."""
+    tgt = report.after.target
+    icon = "❌" if report.drift else "✅"
+    lines = [f"### initaudit diff: `{tgt.get('name')}` · {_versions(report)}", ""]
+    lines.append(f"**{icon} {verdict_line(report)}**")
+    lines.append("")
+    rc = root_cause_line(report)
+    if rc:
+        lines += [f"**{rc.split(':', 1)[0]}**:{rc.split(':', 1)[1]}", ""]
+    drifted = [t for t in report.tensors if t.status != "identical" or t.within_tolerance]
+    if drifted:
+        lines += ["| status | tensor | shape | init | detail |", "|---|---|---|---|---|"]
+        for status in STATUSES:
+            for t in drifted:
+                if t.status == status:
+                    cell = (detail(t) or t.reason).replace("|", "\\|")
+                    init = init_change(t).replace("|", "\\|")
+                    lines.append(
+                        f"| **{t.status}** | `{t.name}` | {_shape(t)} | `{init}` | {cell} |"
+                    )
+        n_id = sum(t.status == "identical" and not t.within_tolerance for t in report.tensors)
+        if n_id:
+            lines.append(f"| identical | {n_id} tensor(s) | | | |")
+        lines.append("")
+    for line in rng_lines(report):
+        lines.append(f"- {line}")
+    env = environment_lines(report)
+    if env:
+        lines += ["", "<details><summary>environment changes</summary>", ""]
+        lines += [f"- `{line}`" for line in env]
+        lines += ["", "</details>"]
+    else:
+        lines.append("- environment unchanged")
+    for note in report.notes:
+        lines.append(f"- note: {note}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def print_markdown(report: DiffReport) -> None:
+    """Print the markdown report on stdout."""
+    sys.stdout.write(diff_markdown(report))
+    sys.stdout.flush()
+
+
+def diff_json(report: DiffReport) -> None:
+    """Print the JSON report on stdout."""
+    render.print_json(report_to_json(report))
