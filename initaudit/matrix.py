@@ -96,15 +96,9 @@ def diff_pair(
 
 def diff_json(report: Any) -> dict[str, Any]:
     """The JSON form of a diff report, as ``initaudit diff --format json`` prints it."""
-    from . import diff as diff_mod
+    from .diff import report_to_json
 
-    for name in ("report_json", "to_json_dict", "as_json", "report_to_json"):
-        fn = getattr(diff_mod, name, None)
-        if callable(fn):
-            return fn(report)
-    if hasattr(report, "to_json"):
-        return report.to_json()
-    raise RuntimeError("initaudit.diff offers no JSON conversion of a DiffReport")
+    return report_to_json(report)
 
 
 def _version(s: Snapshot) -> str:

@@ -29,6 +29,11 @@ def note(message: str) -> None:
     render.err_console().print(f"[dim]initaudit:[/] {message}", soft_wrap=True, highlight=False)
 
 
+def _title(tgt: dict[str, Any]) -> str:
+    slug, name = tgt.get("slug"), tgt.get("name")
+    return f"{slug} ({name})" if slug and name and slug != name else str(name or slug)
+
+
 def _short_hash(snap: Any, name: str) -> str:
     for t in snap.tensors:
         if t["name"] == name:
@@ -55,20 +60,12 @@ def tensor_rows(result: MatrixResult) -> list[tuple[str, str, list[str]]]:
 
 def env_changes(data: dict[str, Any]) -> list[str]:
     """``key: before → after`` for each environment key a pair's diff reports as changed."""
-    env = data.get("environment") or {}
     out = []
-    items = env.items() if isinstance(env, dict) else enumerate(env)
-    for key, value in items:
-        if isinstance(value, dict):
-            name = value.get("key", key)
-            vals = [v for k, v in value.items() if k != "key"]
-            if len(vals) >= 2:
-                out.append(f"{name}: {vals[0]} → {vals[1]}")
-                continue
-        if isinstance(value, (list, tuple)) and len(value) == 2:
-            out.append(f"{key}: {value[0]} → {value[1]}")
-            continue
-        out.append(f"{key}: {value}")
+    for key, change in (data.get("environment") or {}).items():
+        if isinstance(change, dict) and "before" in change:
+            out.append(f"{key}: {change.get('before')} → {change.get('after')}")
+        else:
+            out.append(f"{key}: {change}")
     return out
 
 
@@ -102,7 +99,7 @@ def matrix_text(result: MatrixResult) -> None:
         else Text("IDENTICAL: every version builds the same initial weights", style="bold green")
     )
     con.print(
-        Text(f"{tgt['name']} · seed {result.snapshots[0].manifest['seed']} · ", style="bold")
+        Text(f"{_title(tgt)} · seed {result.snapshots[0].manifest['seed']} · ", style="bold")
         + verdict
     )
     table = Table(title_justify="left", show_lines=False)
@@ -140,7 +137,7 @@ def matrix_json(result: MatrixResult) -> None:
 def matrix_markdown(result: MatrixResult) -> str:
     """A markdown report (for a pull-request comment or a CI job summary)."""
     tgt = result.target
-    lines = [f"### initaudit: `{tgt['name']}` across torch {', '.join(result.versions)}", ""]
+    lines = [f"### initaudit: `{_title(tgt)}` across torch {', '.join(result.versions)}", ""]
     if result.drift:
         n = sum(p.drift for p in result.pairs)
         lines.append(

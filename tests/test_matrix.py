@@ -100,8 +100,8 @@ class Net(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(10, 8)
         self.proj = nn.Linear(8, 8)
-        if os.environ.get("ZERO_BIAS"):  # a changed default, as a torch upgrade could bring
-            nn.init.zeros_(self.proj.bias)
+        if os.environ.get("NORMAL_BIAS"):  # a changed default, as a torch upgrade could bring
+            nn.init.normal_(self.proj.bias, std=0.01)  # (it also draws more random numbers)
         self.head = nn.Linear(8, 4)
 """
 
@@ -143,7 +143,7 @@ def test_diff_dir_finds_real_drift_and_its_root_cause(tmp_path):
     run_cli("freeze", str(model), "--snapshot-dir", str(tmp_path / "old"), cwd=tmp_path, check=0)
     run_cli(
         "freeze", str(model), "--snapshot-dir", str(tmp_path / "new"), cwd=tmp_path,
-        env={"ZERO_BIAS": "1"}, check=0,
+        env={"NORMAL_BIAS": "1"}, check=0,
     )  # fmt: skip
     # the same torch in both: order by path, so relabel the new one as the next release
     new = next((tmp_path / "new").rglob("*.json"))
