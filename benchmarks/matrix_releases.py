@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Measured {dt.date.today().isoformat()} on {provenance.cpu_model()} "
         f"(CPU capability {provenance.cpu_capability()}), Python {platform.python_version()}, "
-        f"command: `python benchmarks/matrix_releases.py {' '.join(opts.versions)}`\n\n"
+        f"command: `python benchmarks/matrix_releases.py {' '.join(argv or sys.argv[1:])}`\n\n"
     )
     text = header + "\n".join(sections)
     atomic_write(opts.out, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -247,7 +247,7 @@ def run_matrix(
             return outs[i]
 
         _parallel(jobs, [lambda i=i: freeze_one(i) for i in range(len(versions))])
-        snapshots = [_place(read(out), snapshot_dir) for out in outs]
+        snapshots = [_place(read(out), snapshot_dir, log) for out in outs]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -264,11 +264,18 @@ def run_matrix(
     return diff_consecutive(snapshots, atol, rtol, info)
 
 
-def _place(snap: Snapshot, snapshot_dir: Path) -> Snapshot:
+def _place(snap: Snapshot, snapshot_dir: Path, log: Log = _no_log) -> Snapshot:
     """Move a freshly frozen snapshot (manifest and values) into ``snapshots/<model>/``."""
     assert snap.path is not None
     dest = snapshot_dir / snap.target["slug"] / snap.path.name
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():  # say so: it may be a committed baseline
+        try:
+            old = [(t["name"], t["hash"]) for t in read(dest).tensors]
+        except SnapshotError:
+            old = None
+        same = old == [(t["name"], t["hash"]) for t in snap.tensors]
+        log(f"replaced {dest}" + (" (same tensors)" if same else " (its tensors differ!)"))
     src_values = values_path_for(snap.path)
     if src_values.exists():
         os.replace(src_values, values_path_for(dest))
