@@ -656,6 +656,8 @@ def diff_snapshots(
                 if root is not None:
                     shifted.append(td.name)
             if td.own_change:
+                if td.draws_changed or last_cause is None:
+                    last_cause = td.name
                 if root is None:
                     root = RootCause(
                         kind="tensor",
@@ -665,7 +667,6 @@ def diff_snapshots(
                         site=td.entry.get("site"),
                         shifted=shifted,
                     )
-                last_cause = td.name
         elif key in draw_changes:
             dc = draw_changes[key]
             if root is None:
@@ -766,7 +767,10 @@ def _compare_values(
         return a.has_values() and b.has_values()
     if not (a.has_values() and b.has_values()):
         for n in names:
-            diffs[n].stats = stats_change(diffs[n].before or {}, diffs[n].after or {})
+            td = diffs[n]
+            td.stats = stats_change(
+                (td.before or {}).get("stats", {}), (td.after or {}).get("stats", {})
+            )
         which = [s.label for s in (a, b) if not s.has_values()]
         notes.append(
             f"{' and '.join(which)} hold(s) digests only: drifted tensors are compared by "

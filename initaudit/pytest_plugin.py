@@ -72,6 +72,7 @@ def assert_init_matches(
     from .render_diff import diff_plain
     from .snapshot import freeze
 
+    error = None
     try:
         tgt = _target(target, kwargs)
         fresh, _ = freeze(tgt, seed, device=device, dtype=dtype)
@@ -84,8 +85,12 @@ def assert_init_matches(
             rtol=rtol,
         )
     except InitAuditError as exc:
-        hint = f"; run pytest {_UPDATE} to create it" if "no committed snapshot" in str(exc) else ""
-        pytest.fail(f"initaudit: {exc.message}{hint}", pytrace=False)
+        error = exc
+    if error is not None:
+        hint = (
+            f"; run pytest {_UPDATE} to create it" if "no committed snapshot" in str(error) else ""
+        )
+        pytest.fail(f"initaudit: {error.message}{hint}", pytrace=False)
     if result.exit_code:
         pytest.fail(
             f"initaudit: the initial weights of {tgt.name} drifted from {result.against}\n"

@@ -1,0 +1,382 @@
+"""``initaudit diff`` on real drift: separate processes, real torch, no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from initaudit import snapshot
+from initaudit._cli import main
+from initaudit.diff import diff_snapshots, report_to_json, value_error
+from initaudit.render_diff import diff_markdown, diff_plain
+
+from .conftest import ROOT, run_cli
+
+MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
+
+
+def freeze(model: Path, out: Path, env: dict | None = None) -> Path:
+    """Freeze ``model`` in a fresh process (cwd = its folder) into ``out``."""
+    run_cli("freeze", str(model), "--out", str(out), "-q", cwd=model.parent, env=env, check=0)
+    return out
+
+
+def diff_json(a: Path, b: Path, *extra: str, code: int = 1) -> dict:
+    proc = run_cli("diff", str(a), str(b), "--format", "json", *extra)
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def statuses(data: dict) -> dict[str, str]:
+    return {t["name"]: t["status"] for t in data["tensors"]}
+
+
+def invoke(*args: str):
+    """Run the CLI in-process (fast) for input-error cases; returns click's Result."""
+    return CliRunner().invoke(main, list(args))
+
+
+# --------------------------------------------------------------------------- real drift
+
+
+def test_same_build_twice_is_identical(tmp_path):
+    """A fresh process rebuilds examples/mlp.py: bitwise identical to the committed snapshot."""
+    shutil.copy(ROOT / "examples" / "mlp.py", tmp_path / "mlp.py")
+    new = freeze(tmp_path / "mlp.py", tmp_path / "out" / "mlp.json")
+    data = diff_json(MLP, new, code=0)
+    assert data["verdict"] == "identical" and data["root_cause"] is None
+    assert set(statuses(data).values()) == {"identical"} and len(data["tensors"]) == 6
+    assert data["environment"] == {} and data["tolerance"] is None
+    text = run_cli("diff", str(MLP), str(new), check=0).stdout
+    assert text.startswith("IDENTICAL: all 6 tensors bitwise identical")
+
+
+CAPABILITY_MODEL = """\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 16)  # normal_: vectorized for 16 or more elements
+        self.tiny = nn.Embedding(3, 4)      # normal_ on 12 elements: the scalar path
+        self.proj = nn.Linear(16, 8)        # uniform_: the same on every capability
+"""
+
+
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT" or "ATEN_CPU_CAPABILITY" in os.environ,
+    reason="needs a CPU with a vectorized capability and no ATEN_CPU_CAPABILITY set",
+)
+def test_cpu_capability_is_kernel_drift(tmp_path):
+    model = tmp_path / "net.py"
+    model.write_text(CAPABILITY_MODEL)
+    native = freeze(model, tmp_path / "native" / "net.json")
+    default = freeze(
+        model, tmp_path / "default" / "net.json", env={"ATEN_CPU_CAPABILITY": "default"}
+    )
+    data = diff_json(native, default)
+    st = statuses(data)
+    assert st == {
+        "embed.weight": "kernel-drift",
+        "tiny.weight": "identical",
+        "proj.weight": "identical",
+        "proj.bias": "identical",
+    }
+    assert data["root_cause"] == "embed.weight"
+    env = data["environment"]
+    assert env["ATEN_CPU_CAPABILITY"] == {"before": None, "after": "default"}
+    assert env["cpu_capability"]["after"] == "DEFAULT"
+    assert env["cpu_capability"]["before"] == torch.backends.cpu.get_cpu_capability()
+    (embed,) = [t for t in data["tensors"] if t["name"] == "embed.weight"]
+    err = embed["error"]
+    assert 0 < err["differing"] <= err["numel"] == 1600
+    assert 0 < err["max_abs"] < 1e-4 and err["max_ulp"] >= 1 and err["max_rel"] > 0
+    # the text and markdown reports say the same
+    text = run_cli("diff", str(native), str(default), env={"COLUMNS": "200"}).stdout
+    assert "DRIFT: 1 of 4 tensors differ (1 kernel-drift)" in text
+    assert "root cause embed.weight (kernel-drift)" in text and "cpu_capability" in text
+    # a tolerance accepts the kernel difference, and says it was used
+    tol = diff_json(native, default, "--atol", "1e-5", code=0)
+    assert tol["verdict"] == "identical" and tol["tolerance"] == {"atol": 1e-5, "rtol": 0.0}
+    (embed,) = [t for t in tol["tensors"] if t["name"] == "embed.weight"]
+    assert embed["status"] == "identical" and embed["within_tolerance"]
+    tight = diff_json(native, default, "--atol", "1e-12")
+    assert statuses(tight)["embed.weight"] == "kernel-drift"
+
+
+LINEAR_MODEL = """\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.lin1 = nn.Linear(8, 8)
+        self.lin2 = nn.Linear(8, 4)
+        self.tail = nn.Embedding(5, 4)
+"""
+
+# A changed torch default, as an upgrade could bring: Linear's bias starts at zero, and
+# since zeros_ draws nothing, everything random after the first Linear shifts.
+ZERO_BIAS = """\
+import math
+
+import torch.nn as nn
+
+
+def reset_parameters(self):
+    nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+    if self.bias is not None:
+        nn.init.zeros_(self.bias)
+
+
+nn.Linear.reset_parameters = reset_parameters
+"""
+
+
+def test_changed_torch_default_is_recipe_drift_and_stream_shift(tmp_path):
+    model = tmp_path / "net.py"
+    model.write_text(LINEAR_MODEL)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(ZERO_BIAS)
+    old = freeze(model, tmp_path / "old" / "net.json")
+    new = freeze(
+        model,
+        tmp_path / "new" / "net.json",
+        env={"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])},
+    )
+    data = diff_json(old, new)
+    assert statuses(data) == {
+        "embed.weight": "identical",
+        "lin1.weight": "identical",
+        "lin1.bias": "recipe-drift",
+        "lin2.weight": "stream-shift",
+        "lin2.bias": "recipe-drift",
+        "tail.weight": "stream-shift",
+    }
+    assert [t["name"] for t in data["tensors"]] == list(statuses(data))  # RNG order
+    assert data["root_cause"] == "lin1.bias"
+    detail = data["root_cause_detail"]
+    assert detail["kind"] == "tensor" and detail["status"] == "recipe-drift"
+    assert detail["shifted"] == ["lin2.weight", "tail.weight"]
+    (bias,) = [t for t in data["tensors"] if t["name"] == "lin1.bias"]
+    assert bias["init_before"].startswith("uniform_(") and bias["init_after"] == "zeros_()"
+    (w2,) = [t for t in data["tensors"] if t["name"] == "lin2.weight"]
+    assert w2["shifted_by"] == "lin1.bias" and w2["error"]["differing"] > 0
+    assert data["environment"] == {}  # the same torch: only the recipe changed
+    text = diff_plain(diff_snapshots(snapshot.read(old), snapshot.read(new)))
+    assert "root cause lin1.bias (recipe-drift)" in text
+    assert "2 later tensor(s) shifted: lin2.weight, tail.weight" in text
+    md = diff_markdown(diff_snapshots(snapshot.read(old), snapshot.read(new)))
+    assert "| **recipe-drift** | `lin1.bias` |" in md and "**❌ DRIFT" in md
+
+
+DRAW_MODEL = """\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+{extra}
+        self.b = nn.Linear(4, 3)
+"""
+
+
+def test_extra_draw_in_init_shifts_the_rest(tmp_path):
+    model = tmp_path / "net.py"
+    model.write_text(DRAW_MODEL.format(extra=""))
+    old = freeze(model, tmp_path / "old" / "net.json")
+    # the same file, one thrown-away draw later (a debugging leftover, a dropout probe…)
+    model.write_text(DRAW_MODEL.format(extra="        torch.randn(3)"))
+    orphan = freeze(model, tmp_path / "orphan" / "net.json")
+    # … or a new random parameter in the middle
+    model.write_text(DRAW_MODEL.format(extra="        self.noise = nn.Parameter(torch.randn(3))"))
+    added = freeze(model, tmp_path / "added" / "net.json")
+
+    data = diff_json(old, orphan)
+    assert statuses(data) == {
+        "a.weight": "identical",
+        "a.bias": "identical",
+        "b.weight": "stream-shift",
+        "b.bias": "stream-shift",
+    }
+    assert data["root_cause"] == "net.py:9"
+    assert data["root_cause_detail"]["kind"] == "orphan-draw"
+    assert data["root_cause_detail"]["shifted"] == ["b.weight", "b.bias"]
+    assert data["orphan_draws"] == [
+        {
+            "change": "added",
+            "call": "randn",
+            "op": "randn",
+            "numel": 3,
+            "site": "net.py:9",
+            "scope": None,
+        }
+    ]
+    text = run_cli("diff", str(old), str(orphan), env={"COLUMNS": "200"}).stdout
+    assert "root cause thrown-away draw at net.py:9" in text
+
+    data = diff_json(old, added)
+    assert statuses(data) == {
+        "a.weight": "identical",
+        "a.bias": "identical",
+        "noise": "added",
+        "b.weight": "stream-shift",
+        "b.bias": "stream-shift",
+    }
+    assert data["root_cause"] == "noise"
+    assert data["root_cause_detail"]["shifted"] == ["b.weight", "b.bias"]
+
+    # and back: the draw removed is the root cause the other way round
+    back = diff_snapshots(snapshot.read(added), snapshot.read(old))
+    assert back.root_cause.name == "noise" and back.root_cause.status == "removed"
+    assert [t.status for t in back.tensors if t.name.startswith("b.")] == ["stream-shift"] * 2
+
+
+SHAPE_MODEL = """\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, {width})
+        self.register_buffer("scale", torch.ones(3, dtype=torch.{dtype}))
+        self.c = nn.Linear(2, 2)
+"""
+
+
+def test_shape_and_dtype_drift_digest_only(tmp_path):
+    """Shape and dtype drift; digest-only snapshots compare statistics, never values."""
+    model = tmp_path / "net.py"
+    model.write_text(SHAPE_MODEL.format(width=4, dtype="float32"))
+    run_cli(
+        "freeze", str(model), "--out", "old/net.json", "--digest-only", "-q", cwd=tmp_path, check=0
+    )
+    model.write_text(SHAPE_MODEL.format(width=5, dtype="float64"))
+    run_cli(
+        "freeze", str(model), "--out", "new/net.json", "--digest-only", "-q", cwd=tmp_path, check=0
+    )
+    report = diff_snapshots(
+        snapshot.read(tmp_path / "old/net.json"), snapshot.read(tmp_path / "new/net.json")
+    )
+    st = {t.name: t.status for t in report.tensors}
+    assert st["a.weight"] == st["a.bias"] == "shape-drift"
+    assert st["scale"] == "dtype-drift"
+    assert st["c.weight"] == st["c.bias"] == "stream-shift"
+    assert report.root_cause.name == "a.weight" and not report.values_compared
+    c = next(t for t in report.tensors if t.name == "c.weight")
+    assert c.error is None and c.stats and "mean" in c.stats
+    assert any("digests only" in n for n in report.notes)
+
+
+def test_value_error_figures():
+    a = torch.tensor([1.0, 2.0, -0.0, 4.0])
+    b = torch.tensor([1.0, torch.nextafter(torch.tensor(2.0), torch.tensor(3.0)).item(), 0.0, 5.0])
+    e = value_error(a, b)
+    # -0.0 and +0.0 differ bitwise (0 ULP apart); 2 → next float is 1 ULP; 4 → 5 is 2**21 ULPs
+    assert e["differing"] == 3 and e["numel"] == 4
+    assert e["max_abs"] == 1.0 and e["max_rel"] == 0.25 and e["max_ulp"] == 2**21
+    ints = value_error(torch.tensor([1, 2, 3]), torch.tensor([1, 5, 3]))
+    assert ints["differing"] == 1 and ints["max_ulp"] == 3
+
+
+def test_json_report_schema():
+    report = diff_snapshots(snapshot.read(MLP), snapshot.read(MLP))
+    data = report_to_json(report)
+    assert {"verdict", "root_cause", "environment", "tensors", "tolerance", "counts"} <= set(data)
+    assert data["format"] == "initaudit.diff" and data["verdict"] == "identical"
+    assert all({"name", "status", "reason", "shape", "dtype"} <= set(t) for t in data["tensors"])
+    json.dumps(data, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    out = result.output.strip()
+    assert "Traceback" not in out and len(out.splitlines()) == 1, out
+    for needle in needles:
+        assert needle in out, out
+
+
+@pytest.fixture
+def mlp_copy(tmp_path) -> Path:
+    """A private copy of the committed mlp snapshot (manifest and values)."""
+    dest = tmp_path / "copy" / MLP.name
+    dest.parent.mkdir()
+    shutil.copy(MLP, dest)
+    shutil.copy(MLP.with_suffix(".safetensors"), dest.with_suffix(".safetensors"))
+    return dest
+
+
+def test_bad_inputs_one_line_exit_2(tmp_path, mlp_copy):
+    one_line_error(invoke("diff", str(MLP), str(tmp_path / "missing.json")), "does not exist")
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(MLP.read_text()[:500])
+    one_line_error(invoke("diff", str(MLP), str(truncated)), "not valid JSON")
+    corrupted = tmp_path / "corrupted.json"
+    corrupted.write_bytes(b"\xff\xfe\x00garbage" * 10)
+    one_line_error(invoke("diff", str(MLP), str(corrupted)), "not valid JSON")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"tensors": [], "hello": 1}))
+    one_line_error(invoke("diff", str(MLP), str(other)), "not an initaudit snapshot")
+    future = tmp_path / "future.json"
+    manifest = json.loads(MLP.read_text())
+    manifest["format_version"] = 99
+    future.write_text(json.dumps(manifest))
+    one_line_error(invoke("diff", str(future), str(MLP)), "format version 99")
+    # a torch.save file and a plain pickle, named like snapshots: refused, never unpickled
+    saved = tmp_path / "state.json"
+    torch.save({"w": torch.zeros(2)}, saved)
+    one_line_error(invoke("diff", str(MLP), str(saved)), "never unpickles")
+    pickled = tmp_path / "p.json"
+    pickled.write_bytes(pickle.dumps({"format": "initaudit.snapshot"}))
+    one_line_error(invoke("diff", str(MLP), str(pickled)), "never unpickles")
+    one_line_error(invoke("diff", str(MLP)), "two snapshot files")
+
+
+def test_tampered_values_exit_2(tmp_path, mlp_copy):
+    # the manifest claims hid1.weight changed: diff reads its values and checks their hash
+    manifest = json.loads(mlp_copy.read_text())
+    manifest["tensors"][0]["hash"] = "sha256:" + "0" * 64
+    mlp_copy.write_text(json.dumps(manifest))
+    one_line_error(invoke("diff", str(MLP), str(mlp_copy)), "do not match the manifest's hash")
+
+
+def test_tampered_values_file_caught_by_verify(tmp_path, mlp_copy):
+    values = mlp_copy.with_suffix(".safetensors")
+    raw = bytearray(values.read_bytes())
+    raw[-1] ^= 0x01  # one bit of the last tensor
+    values.write_bytes(bytes(raw))
+    # digests equal: diff trusts the manifests and reads no values…
+    assert invoke("diff", str(MLP), str(mlp_copy)).exit_code == 0
+    # … --verify hash-checks every value first
+    one_line_error(invoke("diff", str(MLP), str(mlp_copy), "--verify"), "do not match")
+
+
+def test_different_targets_exit_2(tmp_path):
+    cnn = ROOT / "snapshots" / "cnn" / "torch-2.13.0+cpu-seed0.json"
+    proc = run_cli("diff", str(MLP), str(cnn))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "same target" in proc.stderr and "mlp" in proc.stderr and "cnn" in proc.stderr
+    manifest = json.loads(MLP.read_text())
+    manifest["seed"] = 1
+    manifest["values"] = None
+    (tmp_path / "seed1.json").write_text(json.dumps(manifest))
+    one_line_error(invoke("diff", str(MLP), str(tmp_path / "seed1.json")), "seed 1")
