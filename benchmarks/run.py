@@ -82,7 +82,9 @@ def model_bytes(fn: str) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def bench_model(key: str, runs: int, tmp: Path, with_diff: bool) -> list[tuple[str, ...]]:
+def bench_model(
+    key: str, runs: int, tmp: Path, with_diff: bool, diff_only: bool = False
+) -> list[tuple[str, ...]]:
     """The rows for one model."""
     label, fn = MODELS[key]
     spec = f"{ROOT / 'benchmarks' / 'models.py'}:{fn}"
@@ -114,11 +116,15 @@ def bench_model(key: str, runs: int, tmp: Path, with_diff: bool) -> list[tuple[s
         ),
         "interpreter": py("import initaudit.snapshot, initaudit._cli"),
     }
-    res = median(cmds, runs)
+    if diff_only:
+        cmds = {"by hand": cmds["by hand"], "freeze": cmds["freeze"]}
+    res = median(cmds, 1 if diff_only else runs)
     nbytes = model_bytes(fn)
     base_t = res["by hand"][0]
-    interp_m = res["interpreter"][1]
+    interp_m = res.get("interpreter", (0, 0))[1]
     rows = [("", f"({key}) {label}", f"{nbytes / 2**20:.0f} MiB of tensors", "", "", "")]
+    if diff_only:
+        res = {}
     for name, (t, m) in res.items():
         if name == "interpreter":
             continue
@@ -127,8 +133,9 @@ def bench_model(key: str, runs: int, tmp: Path, with_diff: bool) -> list[tuple[s
         if name.startswith("build"):
             ratio = f"{t / res['build (no tracing)'][0]:.2f}× untraced"
         rows.append((key, name, f"{t:.2f} s", ratio, f"{m / 2**20:.0f} MiB", f"{above:.2f}×"))
-    tr = res["build (traced)"][0] - res["build (no tracing)"][0]
-    rows.append((key, "tracing overhead (traced − untraced)", f"{tr:+.2f} s", "", "", ""))
+    if not diff_only:
+        tr = res["build (traced)"][0] - res["build (no tracing)"][0]
+        rows.append((key, "tracing overhead (traced − untraced)", f"{tr:+.2f} s", "", "", ""))
     if with_diff:
         # Snapshots to diff: two identical (seed 0 twice) and two drifted (seed 0 vs seed 1).
         run(cli("freeze", spec, "--out", str(snap0b), "--force", "-q"))
@@ -176,12 +183,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs per command (median); default 3")
     ap.add_argument("--models", default="a,b,c", help="which of a,b,c; default all")
     ap.add_argument("--no-diff", action="store_true", help="skip the diff benchmarks")
+    ap.add_argument("--diff-only", action="store_true", help="only the diff benchmarks")
     opts = ap.parse_args()
     has_diff = (ROOT / "initaudit" / "diff.py").exists() and not opts.no_diff
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="initaudit-bench-") as tmp:
         for key in opts.models.split(","):
-            rows += bench_model(key.strip(), opts.runs, Path(tmp), has_diff)
+            rows += bench_model(key.strip(), opts.runs, Path(tmp), has_diff, opts.diff_only)
             print(f"… ({key}) done", file=sys.stderr, flush=True)
     header = (
         "",
