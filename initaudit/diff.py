@@ -22,6 +22,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 
 from .errors import UsageError
 from .snapshot import Snapshot, parse_dtype
-from .trace import signature_of
+from .trace import describe_call, signature_of
 
 #: Every status a tensor can get, in the order reports list them.
 STATUSES: tuple[str, ...] = (
@@ -208,13 +209,19 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+@cache
+def _params_of(call: str) -> frozenset[str] | None:
+    """The parameter names of a ``torch.nn.init`` function, or None for other calls."""
+    sig = signature_of(call)
+    return frozenset(sig.parameters) if sig is not None else None
+
+
 def _split_args(call: str, args: dict[str, Any]) -> tuple[Any, Any]:
     """Explicit arguments (the recipe) and derived locals (fan, gain, std, bound) of a call."""
-    sig = signature_of(call)
-    if sig is None:
+    params = _params_of(call)
+    if params is None:
         explicit = {k: v for k, v in args.items() if k not in _NON_RECIPE_ARGS}
         return _freeze(explicit), ()
-    params = set(sig.parameters)
     explicit = {k: v for k, v in args.items() if k in params}
     derived = {k: v for k, v in args.items() if k not in params}
     return _freeze(explicit), _freeze(derived)
@@ -521,8 +528,9 @@ def _shape(e: dict[str, Any]) -> str:
 def _recipe_text(entry: dict[str, Any], init: _Init) -> str:
     if not init.has_events:
         return _init_text(entry)
-    calls = [call for call, _ in init.recipe]
-    return " then ".join(calls) if len(calls) > 1 or not entry.get("init") else _init_text(entry)
+    if len(init.recipe) == 1 and entry.get("init"):
+        return _init_text(entry)
+    return " then ".join(describe_call(call, dict(args)) for call, args in init.recipe) or "nothing"
 
 
 def _derived_text(ia: _Init, ib: _Init) -> str:

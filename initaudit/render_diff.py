@@ -172,12 +172,9 @@ def diff_text(report: DiffReport, console: Console | None = None) -> None:
             if status == "identical":
                 notable = [t for t in rows if t.within_tolerance or t.own_change]
                 for t in notable:
+                    why = "within tolerance · " + detail(t) if t.within_tolerance else t.reason
                     table.add_row(
-                        Text(status, style=STYLE[status]),
-                        t.name,
-                        _shape(t),
-                        init_change(t),
-                        t.reason,
+                        Text(status, style=STYLE[status]), t.name, _shape(t), init_change(t), why
                     )
                 rest = [t.name for t in rows if t not in notable]
                 if rest:
@@ -210,8 +207,15 @@ def diff_text(report: DiffReport, console: Console | None = None) -> None:
     for note in report.notes:
         con.print(Text(f"note: {note}", style="dim"))
     con.print(
-        Text(f"before {report.before.label}\nafter  {report.after.label}", style="dim"),
+        Text(f"before {_label(report.before)}\nafter  {_label(report.after)}", style="dim"),
     )
+
+
+def _label(snap: Any) -> str:
+    """A snapshot's file, or what was built for one held only in memory."""
+    if snap.path is not None:
+        return str(snap.path)
+    return f"this build of {snap.target.get('spec')} (in memory)"
 
 
 def diff_plain(report: DiffReport, width: int = 140) -> str:

@@ -380,3 +380,96 @@ def test_different_targets_exit_2(tmp_path):
     manifest["values"] = None
     (tmp_path / "seed1.json").write_text(json.dumps(manifest))
     one_line_error(invoke("diff", str(MLP), str(tmp_path / "seed1.json")), "seed 1")
+
+
+# torch.nn.init.normal_ reimplemented with the same signature (Box-Muller from two uniform
+# draws): the same call and arguments, different operations underneath.
+BOX_MULLER = """\
+import math
+
+import torch
+import torch.nn as nn
+
+
+def normal_(tensor, mean=0.0, std=1.0, generator=None):
+    with torch.no_grad():
+        u1 = torch.rand(tensor.shape, generator=generator).clamp_(min=1e-12)
+        u2 = torch.rand(tensor.shape, generator=generator)
+        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
+        return tensor.copy_(z * std + mean)
+
+
+nn.init.normal_ = normal_
+"""
+
+IMPL_MODEL = """\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(4, 4)
+        self.embed = nn.Embedding(6, 4)
+        self.out = nn.Linear(4, 2)
+"""
+
+
+def test_reimplemented_init_is_implementation_drift(tmp_path):
+    model = tmp_path / "net.py"
+    model.write_text(IMPL_MODEL)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BOX_MULLER)
+    old = freeze(model, tmp_path / "old" / "net.json")
+    new = freeze(
+        model,
+        tmp_path / "new" / "net.json",
+        env={"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])},
+    )
+    report = diff_snapshots(snapshot.read(old), snapshot.read(new))
+    st = {t.name: t.status for t in report.tensors}
+    assert st == {
+        "head.weight": "identical",
+        "head.bias": "identical",
+        "embed.weight": "implementation-drift",
+        "out.weight": "stream-shift",  # Box-Muller draws twice as many numbers
+        "out.bias": "stream-shift",
+    }
+    assert report.root_cause.name == "embed.weight"
+    embed = next(t for t in report.tensors if t.name == "embed.weight")
+    assert "normal_" in embed.reason and "rand" in embed.reason
+    assert report.root_cause.shifted == ["out.weight", "out.bias"]
+
+
+def test_gpt2_from_transformers_recipe_drift():
+    """A model no one here wrote: GPT-2's initializer_range changes only its normal_ tensors."""
+    transformers = pytest.importorskip("transformers")
+    from initaudit.target import Target
+
+    def target(initializer_range: float) -> Target:
+        config = transformers.GPT2Config(
+            n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=16,
+            initializer_range=initializer_range,
+        )  # fmt: skip
+        return Target(
+            spec="gpt2.py", name="build", builder=lambda: transformers.GPT2LMHeadModel(config)
+        )
+
+    base, _ = snapshot.freeze(target(0.02), 0)
+    again, _ = snapshot.freeze(target(0.02), 0)
+    wider, _ = snapshot.freeze(target(0.05), 0)
+    same = diff_snapshots(base, again)
+    assert same.verdict == "identical" and same.root_cause is None and len(same.tensors) == 28
+    report = diff_snapshots(base, wider)
+    st = {t.name: t.status for t in report.tensors}
+    assert set(st.values()) == {"recipe-drift", "identical"}
+    assert (
+        st["transformer.wte.weight"] == st["transformer.h.0.attn.c_attn.weight"] == "recipe-drift"
+    )
+    assert (
+        st["transformer.h.0.ln_1.weight"] == st["transformer.h.0.attn.c_attn.bias"] == "identical"
+    )
+    assert report.root_cause.name == "transformer.wte.weight"  # first in RNG order
+    assert "std=0.02" in report.root_cause.reason and "std=0.05" in report.root_cause.reason
+    assert report.root_cause.shifted == []  # same number of draws: nothing shifts
