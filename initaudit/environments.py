@@ -1,7 +1,8 @@
 """Isolated, cached Python environments, one per torch version, for cross-version freezes.
 
-Each environment is a ``venv`` made with the running interpreter, filled by that venv's own
-``pip`` (so the machine's pip configuration, indexes and wheel folders apply), and holding
+Each environment is a ``venv`` made with the running interpreter, filled by the running
+interpreter's ``pip --python ENV`` (the venv's own pip when that pip is older than 22.3), so
+the machine's pip configuration, indexes and wheel folders apply, and holding
 ``torch==VERSION``, initaudit's small dependencies and initaudit itself, installed from the
 running installation. Environments are built in a temporary folder beside the cache entry
 and renamed into place only once complete (a marker file is written last); anything without
@@ -252,7 +253,7 @@ def _append_log(env_dir: Path, line: str) -> None:
 
 def _run_pip(python: Path, args: list[str], env_dir: Path, what: str, build_log: Path) -> None:
     """Run ``python -m pip ARGS``; a failure raises with pip's own error line."""
-    cmd = [str(python), "-m", "pip", *args]
+    cmd = [*pip_command(python), *args]
     _append_log(env_dir, "pip " + " ".join(args))
     with open(build_log, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -271,6 +272,25 @@ def _run_pip(python: Path, args: list[str], env_dir: Path, what: str, build_log:
             f"pip could not install {what}: {pip_error_line(proc.stdout)}",
             hint=_pip_hint(proc.stdout, env_dir) or f"full pip output in {build_log}",
         )
+
+
+def _outer_pip_drives_envs() -> bool:
+    """Whether the running interpreter's pip can install into another one (``--python``)."""
+    from importlib import metadata
+
+    from packaging.version import Version
+
+    try:
+        return Version(metadata.version("pip")) >= Version("22.3")
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+
+
+def pip_command(python: Path) -> list[str]:
+    """How to run pip for an environment: the running pip with ``--python``, else its own."""
+    if _outer_pip_drives_envs():
+        return [sys.executable, "-m", "pip", "--python", str(python)]
+    return [str(python), "-m", "pip"]
 
 
 def _probe(python: Path) -> dict[str, Any]:
@@ -454,7 +474,9 @@ def _build(
         build_log = logs / f"{slug}.log"
         build_log.write_text("", encoding="utf-8")
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{slug}-", dir=env_dir))
-        venv.EnvBuilder(with_pip=True, symlinks=(sys.platform != "win32"), clear=True).create(
+        # pip itself is only copied in (ensurepip, ~8 s) when the running pip cannot drive it
+        with_pip = not _outer_pip_drives_envs()
+        venv.EnvBuilder(with_pip=with_pip, symlinks=(sys.platform != "win32"), clear=True).create(
             str(tmp)
         )
     except OSError as exc:

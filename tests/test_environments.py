@@ -162,6 +162,7 @@ def test_environment_is_isolated_and_holds_the_requested_torch(env_dir, tmp_path
 
 
 def test_second_use_installs_nothing(env_dir):
+    E.ensure(VERSION, env_dir)  # in sync with the current source (others may edit it)
     before = pip_lines(env_dir)
     fingerprint = E.source_fingerprint()
     env = E.ensure(VERSION, env_dir)

@@ -30,6 +30,7 @@ def built_lines(env_dir: Path) -> list[str]:
 
 
 def test_same_version_twice_is_identical_and_the_environment_is_built_once(env_dir, tmp_path):
+    E.ensure(VERSION, env_dir)  # in sync with the current source (others may edit it)
     built, pips = built_lines(env_dir), pip_lines(env_dir)
     fingerprint = E.source_fingerprint()
     proc = run_cli(
