@@ -122,11 +122,11 @@ def matrix_text(result: MatrixResult) -> None:
         )
     con.print(table)
     for pair in result.pairs:
-        con.print(Text(pair_summary(pair), style="red" if pair.drift else "green"))
+        con.print(Text(pair_summary(pair), style="red" if pair.drift else "green"), soft_wrap=True)
         for change in env_changes(pair.data):
-            con.print(Text(f"    environment {change}", style="dim"))
+            con.print(Text(f"    environment {change}", style="dim"), soft_wrap=True)
     for snap in result.snapshots:
-        con.print(Text(f"snapshot {snap.path}", style="dim"))
+        con.print(Text(f"snapshot {snap.path}", style="dim"), soft_wrap=True)
 
 
 def matrix_json(result: MatrixResult) -> None:
