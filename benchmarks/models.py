@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import os
+
 from torch import nn
+
+#: Set to 1 to make the models drift (the last layer's weight is re-initialized differently),
+#: as a code change would: same target, same seed, other values.
+DRIFT = os.environ.get("INITAUDIT_BENCH_DRIFT") == "1"
+
+
+def _drift(model: nn.Module) -> nn.Module:
+    if DRIFT:
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.normal_(last.weight, std=0.01)
+    return model
 
 
 def linear_big(layers: int = 6, width: int = 4096) -> nn.Module:
     """(a) Six Linear(4096, 4096): about 100M parameters in a few large tensors."""
-    return nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)])
+    return _drift(nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)]))
 
 
 def linear_many(layers: int = 2000, width: int = 8) -> nn.Module:
     """(b) 2000 Linear(8, 8): many small modules, where per-op tracing cost shows."""
-    return nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)])
+    return _drift(nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)]))
 
 
 def gpt2_small() -> nn.Module:
     """(c) A transformers GPT-2 small (GPT2Config() defaults, 124M parameters, tied lm_head)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return GPT2LMHeadModel(GPT2Config())
+    return _drift(GPT2LMHeadModel(GPT2Config()))
 
 
 def llama(**overrides: int) -> nn.Module:

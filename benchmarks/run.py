@@ -29,9 +29,9 @@ MODELS = {
 _IMPORT = f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import torch, models; "
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
+def run(cmd: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, int]:
     """Run one process; return (wall seconds, peak RSS in bytes)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", **(extra_env or {}))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -137,11 +137,16 @@ def bench_model(
         tr = res["build (traced)"][0] - res["build (no tracing)"][0]
         rows.append((key, "tracing overhead (traced − untraced)", f"{tr:+.2f} s", "", "", ""))
     if with_diff:
-        # Snapshots to diff: two identical (seed 0 twice) and two drifted (seed 0 vs seed 1).
+        # Snapshots to diff: two identical (built twice) and two drifted (the last layer
+        # re-initialized differently under the same seed: what a code change does).
+        drift = {"INITAUDIT_BENCH_DRIFT": "1"}
         run(cli("freeze", spec, "--out", str(snap0b), "--force", "-q"))
-        run(cli("freeze", spec, "--seed", "1", "--out", str(snap1), "--force", "-q"))
+        run(cli("freeze", spec, "--out", str(snap1), "--force", "-q"), drift)
         run(
-            py(f"torch.manual_seed(1); m = models.{fn}(); torch.save(m.state_dict(), {str(pt1)!r})")
+            py(
+                f"torch.manual_seed(0); m = models.{fn}(); torch.save(m.state_dict(), {str(pt1)!r})"
+            ),
+            drift,
         )
         by_hand = (
             "a = torch.load({!r}); b = torch.load({!r}); "
