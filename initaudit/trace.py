@@ -662,9 +662,11 @@ def module_type_of(model: nn.Module, tensor_name: str) -> str:
 
 def describe_call(call: str, args: dict[str, Any]) -> str:
     """Render a readable call, e.g. ``kaiming_uniform_(a=√5, mode='fan_in', …)``."""
+    sig = signature_of(call)
+    params = set(sig.parameters) if sig is not None else set(args)
     parts = []
     for k, v in args.items():
-        if k in _DERIVED_LOCALS and call in _INIT_CODES.values():
+        if k not in params:  # fan, gain, bound: derived values, kept in args but not the call
             continue
         parts.append(f"{k}={_fmt_value(v)}")
     return f"{call}({', '.join(parts)})"
