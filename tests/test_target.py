@@ -49,7 +49,7 @@ def test_errors(tmp_path):
         resolve(str(bad))
     with pytest.raises(TargetError, match="no attribute 'Nope'"):
         resolve(f"{EXAMPLES / 'mlp.py'}:Nope")
-    with pytest.raises(TargetError, match="not an nn.Module"):
+    with pytest.raises(TargetError, match=r"not an nn\.Module"):
         resolve(f"{EXAMPLES / 'highway.py'}:F")
     with pytest.raises(TargetError, match="arguments do not fit"):
         resolve(str(EXAMPLES / "mlp.py") + ":Net", {"width": 3})
