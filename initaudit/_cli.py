@@ -154,13 +154,40 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device}: CUDA is not available in this torch installation")
 
 
+def example_input_option(fn: Any) -> Any:
+    """``--example-input SHAPE``: one forward on zeros after the build (lazy modules)."""
+    return click.option(
+        "--example-input",
+        metavar="SHAPE",
+        default=None,
+        help="Run model(torch.zeros(SHAPE)) once after the build, e.g. 2,3, so lazy "
+        "modules (LazyLinear & co.) create their parameters.",
+    )(fn)
+
+
+def parse_example_input(text: str | None) -> tuple[int, ...] | None:
+    """``--example-input`` as a shape (or None)."""
+    if text is None:
+        return None
+    from .target import parse_shape
+
+    return parse_shape(text)
+
+
 def freeze_target(
-    spec: str, args: tuple[str, ...], seed: int, device: str, dtype: str | None, quiet: bool
+    spec: str,
+    args: tuple[str, ...],
+    seed: int,
+    device: str,
+    dtype: str | None,
+    quiet: bool,
+    example_input: str | None = None,
 ) -> tuple[Any, Any]:
     """Resolve and freeze a target in memory, with progress on a terminal."""
     from .snapshot import freeze
 
     check_device(device)
+    shape = parse_example_input(example_input)
     target = resolve_target(spec, args)
     reporter = render.Reporter(enabled=not quiet)
     with reporter.stage(f"building {target.name} under seed {seed}") as rep:
@@ -171,6 +198,7 @@ def freeze_target(
             dtype=resolve_dtype(dtype),
             on_event=lambda n: rep.update(n, text=f"building {target.name}: {n} ops traced"),
             on_tensor=lambda i, n: rep.update(i, text=f"hashing {target.name}: {i}/{n} tensors"),
+            example_input=shape,
         )
     return target, snap
 
@@ -213,6 +241,7 @@ Examples:
     show_default=True,
     help="Root for default snapshot paths.",
 )
+@example_input_option
 @format_option("text", "json")
 def freeze(
     target: str,
@@ -226,6 +255,7 @@ def freeze(
     stream: bool,
     force: bool,
     snapshot_dir: Path,
+    example_input: str | None,
     fmt: str,
 ) -> None:
     """Build TARGET under a seed and snapshot its initial parameters and buffers.
@@ -238,12 +268,24 @@ def freeze(
     snap = None
     if stream and not digest_only:
         raise UsageError("--stream needs --digest-only (a streamed model's values are not kept)")
-    if digest_only:
+    if stream and example_input is not None:
+        raise UsageError(
+            "--stream cannot run an --example-input forward; drop --stream for lazy models"
+        )
+    if digest_only and example_input is None:
         from .stream import freeze_digest
 
-        snap = freeze_digest(target, args, seed, device, dtype, quiet, stream=stream)
+        check_device(device)
+        snap = freeze_digest(
+            resolve_target(target, args),
+            seed,
+            device=device,
+            dtype=resolve_dtype(dtype),
+            stream=stream,
+            quiet=quiet,
+        )
     if snap is None:
-        _, snap = freeze_target(target, args, seed, device, dtype, quiet)
+        _, snap = freeze_target(target, args, seed, device, dtype, quiet, example_input)
     path = out or snapshot_mod.default_path(snap.manifest, snapshot_dir)
     snapshot_mod.write(snap, path, digest_only=digest_only, force=force)
     written = [str(path)]
@@ -382,6 +424,7 @@ Exit codes: 0 matches (or --update wrote it), 1 drift, 2 usage or input error.
     help="Where committed snapshots live (<dir>/<model>/*.json).",
 )
 @tolerance_options
+@example_input_option
 @format_option("text", "json", "markdown")
 def check(
     target: str,
@@ -395,13 +438,14 @@ def check(
     snapshot_dir: Path,
     atol: float | None,
     rtol: float | None,
+    example_input: str | None,
     fmt: str,
 ) -> None:
     """Rebuild TARGET and check its initial weights against its committed snapshot."""
     from . import check as check_mod
     from . import render_diff
 
-    _, fresh = freeze_target(target, args, seed, device, dtype, quiet)
+    _, fresh = freeze_target(target, args, seed, device, dtype, quiet, example_input)
     result = check_mod.check_snapshot(
         fresh, against=against, snapshot_dir=snapshot_dir, update=update, atol=atol, rtol=rtol
     )
@@ -414,6 +458,7 @@ def check(
     if result.written is not None:
         render.err_console().print(f"initaudit: wrote {result.written}", highlight=False)
     sys.exit(result.exit_code)
+
 
 # ------------------------------------------------------------------------------ explicit, rewrite (issue 4)
 # (commands explicit and rewrite go here)
@@ -476,7 +521,7 @@ def explicit(
         raise UsageError("explicit supports the default --device cpu and dtype only")
     if out is not None and check_file is not None:
         raise UsageError("--out and --check exclude each other")
-    shape = codegen.parse_shape(example_input) if example_input else None
+    shape = parse_example_input(example_input)
     spec = resolve_target(target, args)
     reporter = render.Reporter(enabled=not quiet)
     with reporter.stage(f"tracing, generating and verifying {spec.name}"):
@@ -589,7 +634,7 @@ def inspect(
     from . import audit as audit_mod
     from . import render_audit
 
-    shape = audit_mod.parse_shape(example_input) if example_input is not None else None
+    shape = parse_example_input(example_input)
     if target.endswith(".json") and ":" not in target:
         from . import snapshot as snapshot_mod
 

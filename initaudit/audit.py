@@ -28,7 +28,7 @@ from torch import nn
 
 from .errors import TargetError, UsageError
 from .snapshot import Snapshot, build_manifest, tensor_hash
-from .target import Target
+from .target import Target, is_lazy, materialize_lazy, parse_shape
 from .trace import INIT_FUNCTIONS, Trace, signature_of, trace_build
 
 #: A sample statistic further than this many standard errors from the recipe is suspicious.
@@ -1022,22 +1022,6 @@ def audit(
 # --------------------------------------------------------------------------- building
 
 
-def parse_shape(text: str) -> list[int]:
-    """``"2,3"`` (or ``"2x3"``) → ``[2, 3]``; raise UsageError on anything else."""
-    parts = [p.strip() for p in text.replace("x", ",").replace("×", ",").split(",")]
-    try:
-        shape = [int(p) for p in parts if p != ""]
-    except ValueError:
-        shape = []
-    if not shape or any(d < 0 for d in shape):
-        raise UsageError(f"--example-input {text!r} is not a shape like 2,3 or 1,3,32,32")
-    return shape
-
-
-def _is_lazy_tensor(t: Any) -> bool:
-    return isinstance(t, nn.parameter.UninitializedTensorMixin)
-
-
 def lazy_modules(model: nn.Module) -> list[LazyModule]:
     """The lazy modules that still hold uninitialized parameters or buffers."""
     out = []
@@ -1045,36 +1029,18 @@ def lazy_modules(model: nn.Module) -> list[LazyModule]:
         own = [
             (f"{name}.{n}" if name else n)
             for n, t in list(m._parameters.items()) + list(m._buffers.items())
-            if _is_lazy_tensor(t)
+            if is_lazy(t)
         ]
         if own:
             out.append(LazyModule(name or "(root)", type(m).__name__, own, materialized=False))
     return out
 
 
-def materialize_lazy(model: nn.Module, shape: list[int]) -> nn.Module:
-    """Run ``model(torch.zeros(shape))`` once, in eval mode without grad, so lazy modules exist."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(shape))
-    except Exception as exc:
-        raise UsageError(
-            f"--example-input {','.join(map(str, shape))}: the forward "
-            f"model(torch.zeros({tuple(shape)})) raised {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    return model
-
-
 def _drop_lazy(model: nn.Module) -> None:
     for m in model.modules():
         for store in (m._parameters, m._buffers):
             for n, t in list(store.items()):
-                if _is_lazy_tensor(t):
+                if is_lazy(t):
                     store[n] = None
 
 

@@ -48,11 +48,12 @@ def _version_key(snap: Snapshot) -> Any:
 
 
 def _matches(snap: Snapshot, fresh: Snapshot) -> bool:
-    """Same target arguments, seed, device and default dtype."""
+    """Same target arguments (and example input), seed, device and default dtype."""
     env_a, env_b = snap.environment, fresh.environment
     return (
         snap.target.get("name") == fresh.target.get("name")
         and (snap.target.get("kwargs") or {}) == (fresh.target.get("kwargs") or {})
+        and snap.target.get("example_input") == fresh.target.get("example_input")
         and snap.manifest.get("seed") == fresh.manifest.get("seed")
         and env_a.get("device") == env_b.get("device")
         and env_a.get("default_dtype") == env_b.get("default_dtype")

@@ -29,7 +29,8 @@ from torch import nn
 
 from . import __version__
 from . import trace as trace_mod
-from .errors import AuditFailure, TargetError, UsageError
+from .errors import AuditFailure, UsageError
+from .target import with_example_input as builder_for
 from .trace import INIT_FUNCTIONS, Event, StorageRecord, TensorTrace, Trace
 
 LINE_LENGTH = 100
@@ -260,36 +261,6 @@ def _tracer_class() -> Iterator[list[_ProgramTracer]]:
         trace_mod.InitTracer = original  # type: ignore[misc]
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """Parse ``--example-input`` text such as ``2,3`` or ``1x3x32x32`` into a shape."""
-    parts = text.strip().strip("()[]").replace("x", ",").replace(" ", "").split(",")
-    if not all(p.isdigit() for p in parts):
-        raise UsageError(f"--example-input {text!r} is not a shape like 2,3 or 1x3x32x32")
-    return tuple(int(p) for p in parts)
-
-
-def materialize_lazy(model: nn.Module, example_input: tuple[int, ...]) -> nn.Module:
-    """Run one forward on zeros of ``example_input`` so lazy modules create their parameters."""
-    try:
-        with torch.no_grad():
-            model(torch.zeros(example_input))
-    except Exception as exc:
-        raise TargetError(
-            f"forward on an example input of shape {list(example_input)} raised "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    return model
-
-
-def builder_for(
-    build: Callable[[], nn.Module], example_input: tuple[int, ...] | None
-) -> Callable[[], nn.Module]:
-    """``build``, followed by a forward on zeros when an example input is given."""
-    if example_input is None:
-        return build
-    return lambda: materialize_lazy(build(), example_input)
-
-
 def trace_program(
     build: Callable[[], nn.Module],
     seed: int = 0,
@@ -300,15 +271,7 @@ def trace_program(
 ) -> Program:
     """Trace a seeded build, keeping every op with its tensor arguments."""
     with _tracer_class() as made:
-        try:
-            tr = trace_mod.trace_build(builder_for(build, example_input), seed)
-        except ValueError as exc:
-            if "uninitialized parameter" not in str(exc):
-                raise
-            raise UsageError(
-                f"{label} has lazy modules whose parameters do not exist yet",
-                hint="pass --example-input SHAPE to run one forward on zeros of that shape",
-            ) from None
+        tr = trace_mod.trace_build(builder_for(build, example_input), seed)
     tracer = made[-1]
     return Program(tr, tracer.dispatches, tracer.base, tracer.external_values, seed, label, spec)
 

@@ -21,7 +21,7 @@ import torch
 
 from . import provenance
 from .errors import OutputError, SnapshotError
-from .target import Target
+from .target import Target, with_example_input
 from .trace import TensorTrace, Trace, describe_call, module_type_of, trace_build
 
 FORMAT = "initaudit.snapshot"
@@ -297,10 +297,17 @@ def freeze(
     dtype: torch.dtype | None = None,
     on_event: Callable[[int], None] | None = None,
     on_tensor: Callable[[int, int], None] | None = None,
+    example_input: tuple[int, ...] | None = None,
 ) -> tuple[Snapshot, Trace]:
-    """Trace a seeded build of ``target`` and return its in-memory snapshot and trace."""
-    trace = trace_build(target.build, seed, device=device, dtype=dtype, on_event=on_event)
+    """Trace a seeded build of ``target`` and return its in-memory snapshot and trace.
+
+    ``example_input`` (a shape) runs one forward on zeros after the build, so lazy modules exist.
+    """
+    build = with_example_input(target.build, example_input)
+    trace = trace_build(build, seed, device=device, dtype=dtype, on_event=on_event)
     manifest = build_manifest(target, trace, seed, device=device, dtype=dtype, on_tensor=on_tensor)
+    if example_input is not None:
+        manifest["target"]["example_input"] = list(example_input)
     values = {tt.name: tt.tensor for tt in trace.tensors}
     return Snapshot(manifest=manifest, values=values), trace
 

@@ -29,11 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .errors import InitAuditError, OutputError, UsageError
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
+    from .target import Target
 
 _META = torch.device("meta")
 _CPU = torch.device("cpu")
@@ -680,26 +684,23 @@ def write_safetensors(
 
 
 def freeze_digest(
-    spec: str,
-    args: tuple[str, ...],
+    target: Target,
     seed: int,
-    device: str,
-    dtype: str | None,
-    quiet: bool,
     *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
     stream: bool,
-) -> Any | None:
+    quiet: bool = False,
+) -> Snapshot | None:
     """``freeze --digest-only``: the streamed snapshot when asked for or when the model would
     not fit in memory; None when the ordinary in-memory freeze should run instead."""
     from . import render
-    from ._cli import resolve_dtype, resolve_target
 
     if device != "cpu":
         if stream:
             raise UsageError(f"--stream replays on the CPU; it cannot build on --device {device}")
         return None
-    target = resolve_target(spec, args)
-    torch_dtype = resolve_dtype(dtype)
+    torch_dtype = dtype
     reporter = render.Reporter(enabled=not quiet)
     if not stream:
         # An untraced meta build (no values, no per-op tracing) tells the model's size.

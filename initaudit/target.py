@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -66,6 +67,58 @@ class Target:
                 f"{self.name}() returned {type(model).__name__}, not a torch.nn.Module"
             )
         return model
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """Parse ``--example-input`` text such as ``2,3`` or ``1x3x32x32`` into a shape."""
+    body = text.strip().strip("()[]").replace(" ", "")
+    if not re.fullmatch(r"\d+([,x×]\d+)*,?", body):
+        raise UsageError(f"--example-input {text!r} is not a shape like 2,3 or 1x3x32x32")
+    return tuple(int(p) for p in re.split(r"[,x×]", body) if p)
+
+
+def is_lazy(t: Any) -> bool:
+    """Whether ``t`` is a lazy module's parameter or buffer that does not exist yet."""
+    return isinstance(t, nn.parameter.UninitializedTensorMixin)
+
+
+def lazy_tensor_names(model: nn.Module) -> list[str]:
+    """Names of the parameters and buffers that wait for a first forward (lazy modules)."""
+    out = []
+    for prefix, m in model.named_modules():
+        for n, t in list(m._parameters.items()) + list(m._buffers.items()):
+            if is_lazy(t):
+                out.append(f"{prefix}.{n}" if prefix else n)
+    return out
+
+
+def materialize_lazy(model: nn.Module, shape: Iterable[int]) -> nn.Module:
+    """Run ``model(torch.zeros(shape))`` once, in eval mode without grad, so lazy modules exist."""
+    shape = tuple(shape)
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape))
+    except Exception as exc:
+        raise TargetError(
+            f"--example-input {','.join(map(str, shape))}: the forward "
+            f"model(torch.zeros({shape})) raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return model
+
+
+def with_example_input(
+    build: Callable[[], nn.Module], shape: Iterable[int] | None
+) -> Callable[[], nn.Module]:
+    """``build`` followed by one forward on zeros of ``shape`` (or ``build`` itself without one)."""
+    if shape is None:
+        return build
+    dims = tuple(shape)
+    return lambda: materialize_lazy(build(), dims)
 
 
 def jsonable_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .errors import TargetError
+from .target import lazy_tensor_names
+
 try:  # torch >= 2.0
     from torch.multiprocessing.reductions import StorageWeakRef
 except ImportError:  # pragma: no cover - very old torch
@@ -616,6 +619,14 @@ def trace_build(
             model = build()
         gen = _generator_for(torch.device(device) if device else None)
         rng_after = rng_digest(gen) if gen is not None else rng_digest()
+    lazy = lazy_tensor_names(model)
+    if lazy:
+        raise TargetError(
+            f"the model has lazy modules whose tensors only exist after a first forward: "
+            f"{', '.join(lazy[:4])}{' …' if len(lazy) > 4 else ''}",
+            hint="pass --example-input SHAPE (e.g. --example-input 2,3) to run one forward "
+            "on zeros of that shape during the build",
+        )
     tensors: list[TensorTrace] = []
     primary: dict[tuple[Any, ...], TensorTrace] = {}
     for name, kind, t, persistent in named_tensors(model):

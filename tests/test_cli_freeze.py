@@ -9,7 +9,7 @@ import torch
 
 from initaudit import snapshot as snap_mod
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, ROOT
 
 
 def test_freeze_default_path_and_summary(cli, tmp_path):
@@ -108,3 +108,20 @@ def test_help_has_examples(cli):
     proc = cli("freeze", "--help", check=0)
     assert "Examples:" in proc.stdout and "--digest-only" in proc.stdout
     assert "Exit codes" in cli("--help", check=0).stdout
+
+
+def test_lazy_model_needs_example_input_and_check_reuses_it(cli, tmp_path):
+    lazy = str(ROOT / "tests" / "models" / "lazy.py")
+    out = tmp_path / "lazy.json"
+    proc = cli("freeze", lazy, "--out", str(out))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "fc.weight" in proc.stderr and "--example-input" in proc.stderr
+    assert not out.exists()
+    proc = cli("freeze", lazy, "--out", str(out), "--example-input", "2,3", "--format", "json")
+    manifest = json.loads(proc.stdout)
+    assert manifest["target"]["example_input"] == [2, 3]
+    assert [t["name"] for t in manifest["tensors"]][-2:] == ["fc.weight", "fc.bias"]
+    # check rebuilds with the same forward and finds the committed values bit for bit
+    cli("check", lazy, "--against", str(out), "--example-input", "2,3", "-q", check=0)
+    bad = cli("freeze", lazy, "--example-input", "2,x", "--out", str(tmp_path / "x.json"))
+    assert bad.returncode == 2 and "not a shape" in bad.stderr

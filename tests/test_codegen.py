@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from initaudit import codegen
-from initaudit.errors import AuditFailure, UsageError
+from initaudit.errors import AuditFailure
 from initaudit.target import resolve
 
 from .conftest import ROOT, run_cli
@@ -166,13 +166,6 @@ def test_nothing_written_when_verification_fails(tmp_path, monkeypatch):
     with pytest.raises(AuditFailure, match=r"hid1\.bias.*nothing written"):
         codegen.explicit(target, 0, out=out)
     assert not out.exists()
-
-
-def test_parse_shape():
-    assert codegen.parse_shape("2,3") == (2, 3)
-    assert codegen.parse_shape("1x3x32x32") == (1, 3, 32, 32)
-    with pytest.raises(UsageError):
-        codegen.parse_shape("2,x")
 
 
 @pytest.mark.parametrize("name", ["mlp", "highway", "cnn"])

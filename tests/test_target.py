@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from initaudit.errors import TargetError, UsageError
-from initaudit.target import parse_args, resolve
+from initaudit.target import parse_args, parse_shape, resolve
 
 from .conftest import EXAMPLES
 
@@ -73,3 +73,12 @@ def test_parse_args():
         parse_args(["name=foo bar"])
     with pytest.raises(UsageError, match="KEY=VALUE"):
         parse_args(["nokey"])
+
+
+def test_parse_shape():
+    assert parse_shape("2,3") == (2, 3)
+    assert parse_shape("1x3x32x32") == (1, 3, 32, 32)
+    assert parse_shape("(4, 8)") == (4, 8)
+    for bad in ("2,x", "", "-1,3", "two,three"):
+        with pytest.raises(UsageError):
+            parse_shape(bad)
