@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from .errors import TargetError, UsageError
+from .recipes import INIT_FUNCTIONS
 from .snapshot import Snapshot, build_manifest, tensor_hash
 from .target import Target, is_lazy, materialize_lazy, parse_shape
-from .trace import INIT_FUNCTIONS, Trace, signature_of, trace_build
+from .trace import Trace, signature_of, trace_build
 
 #: A sample statistic further than this many standard errors from the recipe is suspicious.
 SIGMA_THRESHOLD = 6.0

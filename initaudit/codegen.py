@@ -30,8 +30,9 @@ from torch import nn
 from . import __version__
 from . import trace as trace_mod
 from .errors import AuditFailure, UsageError
+from .recipes import INIT_FUNCTIONS
 from .target import with_example_input as builder_for
-from .trace import INIT_FUNCTIONS, Event, StorageRecord, TensorTrace, Trace
+from .trace import Event, StorageRecord, TensorTrace, Trace
 
 LINE_LENGTH = 100
 LITERAL_LIMIT = 64  # external tensors up to this many elements are written out as literals

@@ -24,13 +24,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+from .recipes import describe_call, init_params
 from .snapshot import Snapshot, parse_dtype
-from .trace import describe_call, signature_of
+
+# torch is imported only where values are compared: a diff of identical snapshots reads two
+# manifests and compares digests, and should not pay ~1.5 s for ``import torch``.
+if TYPE_CHECKING:
+    import torch
 
 #: Every status a tensor can get, in the order reports list them.
 STATUSES: tuple[str, ...] = (
@@ -212,8 +215,8 @@ def _freeze(value: Any) -> Any:
 @cache
 def _params_of(call: str) -> frozenset[str] | None:
     """The parameter names of a ``torch.nn.init`` function, or None for other calls."""
-    sig = signature_of(call)
-    return frozenset(sig.parameters) if sig is not None else None
+    params = init_params(call)
+    return frozenset(params) if params is not None else None
 
 
 def _split_args(call: str, args: dict[str, Any]) -> tuple[Any, Any]:
@@ -292,6 +295,8 @@ def _init_text(entry: dict[str, Any] | None) -> str:
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """A view of a tensor's bytes as integers of the same width (bitwise comparison)."""
+    import torch
+
     if t.is_complex():
         t = torch.view_as_real(t)
     if t.dtype == torch.bool:
@@ -304,6 +309,8 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 def _ordered(bits: torch.Tensor, width: int) -> torch.Tensor:
     """Float bit patterns mapped to integers that count ULPs monotonically (−0 == +0)."""
+    import torch
+
     x = bits.to(torch.int64)  # sign-extended: negative exactly when the sign bit is set
     mag = x & ((1 << (8 * width - 1)) - 1)
     return torch.where(x < 0, -mag, mag)
@@ -311,6 +318,8 @@ def _ordered(bits: torch.Tensor, width: int) -> torch.Tensor:
 
 def value_error(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
     """Elements differing (bitwise) and max/mean absolute and relative error and max ULP of b vs a."""
+    import torch
+
     a = a.detach().cpu().reshape(-1)
     b = b.detach().cpu().reshape(-1)
     if a.is_complex():
@@ -381,6 +390,8 @@ def value_error(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
 
 def _within(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
     """``|b − a| ≤ atol + rtol·|a|`` everywhere (NaN equal to NaN), like ``torch.allclose``."""
+    import torch
+
     a, b = a.detach().cpu().reshape(-1), b.detach().cpu().reshape(-1)
     if a.is_complex():
         a, b = torch.view_as_real(a).reshape(-1), torch.view_as_real(b).reshape(-1)

@@ -14,36 +14,45 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from . import provenance
 from .errors import OutputError, SnapshotError
-from .target import Target, with_example_input
-from .trace import TensorTrace, Trace, describe_call, module_type_of, trace_build
+
+# Reading and diffing snapshots must not pay for importing torch (~1.5 s): torch, the tracer
+# and provenance are imported inside the functions that freeze or touch values.
+if TYPE_CHECKING:
+    import torch
+
+    from .target import Target
+    from .trace import TensorTrace, Trace
 
 FORMAT = "initaudit.snapshot"
 FORMAT_VERSION = 1
 
-_DTYPES = {
-    str(d).replace("torch.", ""): d
-    for d in (
-        torch.float64,
-        torch.float32,
-        torch.float16,
-        torch.bfloat16,
-        torch.int64,
-        torch.int32,
-        torch.int16,
-        torch.int8,
-        torch.uint8,
-        torch.bool,
-        torch.complex64,
-        torch.complex128,
-    )
-}
+
+@cache
+def _dtypes() -> dict[str, torch.dtype]:
+    import torch
+
+    return {
+        str(d).replace("torch.", ""): d
+        for d in (
+            torch.float64,
+            torch.float32,
+            torch.float16,
+            torch.bfloat16,
+            torch.int64,
+            torch.int32,
+            torch.int16,
+            torch.int8,
+            torch.uint8,
+            torch.bool,
+            torch.complex64,
+            torch.complex128,
+        )
+    }
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -54,13 +63,15 @@ def dtype_name(dtype: torch.dtype) -> str:
 def parse_dtype(name: str) -> torch.dtype:
     """``float32`` → ``torch.float32``; raise ValueError for unknown names."""
     try:
-        return _DTYPES[name.replace("torch.", "")]
+        return _dtypes()[name.replace("torch.", "")]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; one of {', '.join(_DTYPES)}") from None
+        raise ValueError(f"unknown dtype {name!r}; one of {', '.join(_dtypes())}") from None
 
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw little-endian bytes of a tensor (moved to CPU and made contiguous if needed)."""
+    import torch
+
     t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
@@ -84,6 +95,8 @@ def _num(x: float) -> float | str:
 
 def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
     """Summary statistics (numel, mean, std, min, max, nan, inf, zeros) of a tensor's values."""
+    import torch
+
     t = t.detach()
     n = t.numel()
     out: dict[str, Any] = {"numel": n}
@@ -182,6 +195,8 @@ class Snapshot:
 
 
 def _event_json(ev: Any) -> dict[str, Any]:
+    from . import provenance
+
     out = ev.to_json()
     out["site"] = provenance.portable_site(ev.site)
     return out
@@ -213,6 +228,10 @@ def tensor_entry(
     digest: tuple[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The manifest entry of one traced tensor: identity, hash, stats, recipe, provenance."""
+    from . import provenance
+    from .recipes import describe_call
+    from .trace import module_type_of
+
     t = tt.tensor
     events = tt.events
     origin, init_ev = _init_of(events)
@@ -261,6 +280,8 @@ def build_manifest(
     digests: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The manifest of a traced build (hashes and statistics computed tensor by tensor)."""
+    from . import provenance
+
     entries = []
     total = len(trace.tensors)
     for i, tt in enumerate(trace.tensors):
@@ -303,6 +324,9 @@ def freeze(
 
     ``example_input`` (a shape) runs one forward on zeros after the build, so lazy modules exist.
     """
+    from .target import with_example_input
+    from .trace import trace_build
+
     build = with_example_input(target.build, example_input)
     trace = trace_build(build, seed, device=device, dtype=dtype, on_event=on_event)
     manifest = build_manifest(target, trace, seed, device=device, dtype=dtype, on_tensor=on_tensor)

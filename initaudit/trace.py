@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import TargetError
+from .recipes import INIT_FUNCTIONS
 from .target import lazy_tensor_names
 
 try:  # torch >= 2.0
@@ -46,23 +47,6 @@ _STDLIB_DIRS = tuple(
     }
 )
 
-#: Public ``torch.nn.init`` functions whose calls are the readable level of a trace.
-INIT_FUNCTIONS: tuple[str, ...] = (
-    "uniform_",
-    "normal_",
-    "trunc_normal_",
-    "constant_",
-    "ones_",
-    "zeros_",
-    "eye_",
-    "dirac_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "kaiming_uniform_",
-    "kaiming_normal_",
-    "orthogonal_",
-    "sparse_",
-)
 _INIT_CODES: dict[Any, str] = {
     getattr(nn.init, n).__code__: n for n in INIT_FUNCTIONS if hasattr(nn.init, n)
 }
@@ -669,27 +653,6 @@ def module_type_of(model: nn.Module, tensor_name: str) -> str:
         except AttributeError:
             pass
     return type(mod).__name__
-
-
-def describe_call(call: str, args: dict[str, Any]) -> str:
-    """Render a readable call, e.g. ``kaiming_uniform_(a=√5, mode='fan_in', …)``."""
-    sig = signature_of(call)
-    params = set(sig.parameters) if sig is not None else set(args)
-    parts = []
-    for k, v in args.items():
-        if k not in params:  # fan, gain, bound: derived values, kept in args but not the call
-            continue
-        parts.append(f"{k}={_fmt_value(v)}")
-    return f"{call}({', '.join(parts)})"
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, float):
-        sq = v * v
-        if v > 0 and abs(sq - round(sq)) < 1e-9 and round(sq) > 1 and not float(v).is_integer():
-            return f"√{round(sq)}"
-        return f"{v:.6g}"
-    return repr(v)
 
 
 def signature_of(call: str) -> inspect.Signature | None:
