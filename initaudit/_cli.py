@@ -154,6 +154,17 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device}: CUDA is not available in this torch installation")
 
 
+def snapshot_dir_option(help_text: str) -> Any:
+    """``--snapshot-dir DIR`` (default ``snapshots``) with a command's own help text."""
+    return click.option(
+        "--snapshot-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("snapshots"),
+        show_default=True,
+        help=help_text,
+    )
+
+
 def example_input_option(fn: Any) -> Any:
     """``--example-input SHAPE``: one forward on zeros after the build (lazy modules)."""
     return click.option(
@@ -234,13 +245,7 @@ Examples:
     "(models larger than memory; taken by itself when the model would not fit).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing snapshot.")
-@click.option(
-    "--snapshot-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("snapshots"),
-    show_default=True,
-    help="Root for default snapshot paths.",
-)
+@snapshot_dir_option("Root for default snapshot paths.")
 @example_input_option
 @format_option("text", "json")
 def freeze(
@@ -416,13 +421,7 @@ Exit codes: 0 matches (or --update wrote it), 1 drift, 2 usage or input error.
     is_flag=True,
     help="On drift (or with no snapshot yet), write the new snapshot instead of failing.",
 )
-@click.option(
-    "--snapshot-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("snapshots"),
-    show_default=True,
-    help="Where committed snapshots live (<dir>/<model>/*.json).",
-)
+@snapshot_dir_option("Where committed snapshots live (<dir>/<model>/*.json).")
 @tolerance_options
 @example_input_option
 @format_option("text", "json", "markdown")
@@ -489,12 +488,7 @@ Use the file: torch.manual_seed(SEED); initialize(model)
     default=None,
     help="Re-verify an existing generated FILE.py against the installed torch.",
 )
-@click.option(
-    "--example-input",
-    metavar="SHAPE",
-    default=None,
-    help="Run one forward on zeros of SHAPE (e.g. 2,3) so lazy modules materialize.",
-)
+@example_input_option
 @format_option("text", "json")
 def explicit(
     target: str,
@@ -600,13 +594,7 @@ Exit codes: 0 no error finding, 1 an error finding, 2 usage or input error.
     is_flag=True,
     help="Fail (exit 1) if any parameter keeps torch's implicit default init.",
 )
-@click.option(
-    "--example-input",
-    metavar="SHAPE",
-    default=None,
-    help="Run model(torch.zeros(SHAPE)) once after the build (e.g. 2,3) so lazy modules "
-    "initialize inside the traced build.",
-)
+@example_input_option
 @click.option(
     "--no-rerun",
     is_flag=True,
@@ -707,13 +695,7 @@ Exit codes: 0 every consecutive pair identical, 1 drift, 2 usage, input or insta
     metavar="REQUIREMENT",
     help="Extra pip requirement the model needs in every environment (e.g. transformers).",
 )
-@click.option(
-    "--snapshot-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("snapshots"),
-    show_default=True,
-    help="Root for the snapshots (snapshots/<model>/torch-<version>-seed<seed>.json).",
-)
+@snapshot_dir_option("Root for the snapshots (snapshots/<model>/torch-<version>-seed<seed>.json).")
 @format_option("text", "json", "markdown")
 def matrix(
     target: str,

@@ -283,6 +283,38 @@ def _init_of(entry: dict[str, Any]) -> _Init:
     )
 
 
+class _Inits:
+    """``_init_of`` of each entry of one snapshot, parsed when first asked for."""
+
+    def __init__(self, entries: dict[str, dict[str, Any]]) -> None:
+        self.entries = entries
+        self.parsed: dict[str, _Init] = {}
+
+    def __getitem__(self, name: str) -> _Init:
+        init = self.parsed.get(name)
+        if init is None:
+            init = self.parsed[name] = _init_of(self.entries[name])
+        return init
+
+    def position(self, name: str) -> int:
+        """The entry's place in RNG order (as ``_init_of(...).position``), without parsing."""
+        entry = self.entries[name]
+        events = entry.get("events")
+        if events is None:
+            return int(entry.get("order", 0))
+        for ev in events:
+            if ev.get("kind") != "alloc":
+                return int(ev.get("seq", 0))
+        return 1 << 62
+
+
+def _same_record(ea: dict[str, Any], eb: dict[str, Any]) -> bool:
+    """Whether two entries recorded the same init: same events, or same call, args and draws."""
+    if ea.get("events") is not None or eb.get("events") is not None:
+        return ea.get("events") == eb.get("events")
+    return ea.get("init") == eb.get("init") and ea.get("draws") == eb.get("draws")
+
+
 def _init_text(entry: dict[str, Any] | None) -> str:
     if entry is None:
         return "—"
@@ -568,8 +600,10 @@ def diff_snapshots(
     env = environment_changes(a.environment, b.environment)
     entries_a = {t["name"]: t for t in a.tensors}
     entries_b = {t["name"]: t for t in b.tensors}
-    inits_a = {n: _init_of(e) for n, e in entries_a.items()}
-    inits_b = {n: _init_of(e) for n, e in entries_b.items()}
+    # Parsed on demand: a tensor with the same bytes and the same recorded events needs no
+    # recipe analysis (the common case, and most of the time of a diff of large models).
+    inits_a = _Inits(entries_a)
+    inits_b = _Inits(entries_b)
     env_changed = bool(env)
 
     diffs: dict[str, TensorDiff] = {}
@@ -585,10 +619,16 @@ def diff_snapshots(
                 draws_changed=bool(inits_b[name].draws),
             )
             continue
+        same_bytes = (
+            ea["hash"] == eb["hash"] and ea["dtype"] == eb["dtype"] and ea["shape"] == eb["shape"]
+        )
+        if same_bytes and _same_record(ea, eb):
+            diffs[name] = TensorDiff(name, "identical", "same bytes", before=ea, after=eb)
+            continue
         ia, ib = inits_a[name], inits_b[name]
         recipe_changed = ia.recipe != ib.recipe
         draws_changed = ia.draws != ib.draws
-        if ea["hash"] == eb["hash"] and ea["dtype"] == eb["dtype"] and ea["shape"] == eb["shape"]:
+        if same_bytes:
             reason = "same bytes"
             if recipe_changed:
                 reason += (
@@ -639,11 +679,11 @@ def diff_snapshots(
     # first value-setting event; A-only items are merged in after their last common predecessor.
     orphans_a, orphans_b = _orphans(a), _orphans(b)
     items_a = sorted(
-        [(inits_a[n].position, ("tensor", n)) for n in entries_a]
+        [(inits_a.position(n), ("tensor", n)) for n in entries_a]
         + [(int(ev.get("seq", 0)), key) for key, ev in orphans_a]
     )
     items_b = sorted(
-        [(inits_b[n].position, ("tensor", n)) for n in entries_b]
+        [(inits_b.position(n), ("tensor", n)) for n in entries_b]
         + [(int(ev.get("seq", 0)), key) for key, ev in orphans_b]
     )
     keys_a = [k for _, k in items_a]

@@ -5,6 +5,7 @@ Everything printed goes through here; the core modules return data and never pri
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -132,8 +133,12 @@ _ORIGIN_STYLE = {
 }
 
 
+#: A freeze summary lists every tensor up to this many; beyond, the head and the tail.
+SUMMARY_ROWS = 60
+
+
 def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
-    """The rich summary of a frozen snapshot: one row per tensor, then totals."""
+    """The rich summary of a frozen snapshot: a row per tensor (head and tail of long ones)."""
     con = console()
     tgt = manifest["target"]
     env = manifest["provenance"]
@@ -150,10 +155,25 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
     counts: dict[str, int] = {}
     numel = 0
     nbytes = 0
-    for entry in manifest["tensors"]:
+    entries = manifest["tensors"]
+    shown = range(len(entries))
+    if len(entries) > SUMMARY_ROWS:  # rendering thousands of rows takes longer than the freeze
+        head, tail = SUMMARY_ROWS * 2 // 3, SUMMARY_ROWS // 3
+        shown = [*range(head), *range(len(entries) - tail, len(entries))]
+    for entry in entries:
         counts[entry["origin"]] = counts.get(entry["origin"], 0) + 1
         numel += entry["stats"]["numel"]
         nbytes += entry["stats"]["numel"] * _itemsize(entry["dtype"])
+    for i in shown:
+        entry = entries[i]
+        if len(shown) < len(entries) and i == len(entries) - SUMMARY_ROWS // 3:
+            table.add_row(
+                "…",
+                f"[dim]{len(entries) - len(shown):,} more tensors[/]",
+                "",
+                "[dim]all of them: --format json or initaudit inspect[/]",
+                "",
+            )
         name = entry["name"]
         if entry.get("aliases"):
             name += " = " + ", ".join(entry["aliases"])
@@ -177,6 +197,7 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
         con.print(f"wrote {path}")
 
 
+@functools.cache
 def _itemsize(dtype: str) -> int:
     import torch
 

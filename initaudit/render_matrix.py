@@ -10,18 +10,7 @@ from rich.text import Text
 
 from . import render
 from .matrix import MatrixResult, PairResult
-
-_STYLE = {
-    "identical": "green",
-    "recipe-drift": "bold red",
-    "implementation-drift": "bold red",
-    "kernel-drift": "red",
-    "stream-shift": "yellow",
-    "shape-drift": "bold magenta",
-    "dtype-drift": "bold magenta",
-    "added": "magenta",
-    "removed": "magenta",
-}
+from .render_diff import STYLE as _STYLE
 
 
 def note(message: str) -> None:

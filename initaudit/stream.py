@@ -644,6 +644,7 @@ _ST_DTYPES = {
     torch.complex64: "C64",
 }
 _CHUNK = 1 << 26
+_OVERLAP_FROM = 1 << 20  # bytes: hash and write larger tensors side by side
 
 
 def write_safetensors(
@@ -672,6 +673,10 @@ def write_safetensors(
         f.write(head)
         for t in tensors.values():
             mv = tensor_bytes(t)
+            if len(mv) < _OVERLAP_FROM:  # a thread hand-off costs more than hashing it
+                h.update(mv)
+                f.write(mv)
+                continue
             for i in range(0, len(mv), _CHUNK):
                 chunk = mv[i : i + _CHUNK]
                 pending = pool.submit(h.update, chunk)  # hashlib releases the GIL

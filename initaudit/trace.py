@@ -12,6 +12,7 @@ operation unchanged, so the values a build produces are the same with or without
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import math
@@ -185,8 +186,23 @@ class Trace:
         return [ev for ev in self.events if ev.rng and ev.seq not in bound]
 
 
+@functools.cache
 def _is_random(func: Any) -> bool:
     return torch.Tag.nondeterministic_seeded in func.tags
+
+
+@functools.cache
+def _written_args(func: Any) -> tuple[tuple[int, str], ...]:
+    """``(position, name)`` of the arguments an op writes in place (its schema's ``a!``).
+
+    Cached per op: reading ``func._schema.arguments`` builds Python objects on every access,
+    and the tracer asks for every op it sees.
+    """
+    return tuple(
+        (i, arg.name)
+        for i, arg in enumerate(func._schema.arguments)
+        if arg.alias_info is not None and arg.alias_info.is_write
+    )
 
 
 def _leaves(obj: Any) -> Iterator[torch.Tensor]:
@@ -283,28 +299,42 @@ def _init_args(frame: Any) -> dict[str, Any]:
 
 def _aten_args(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    schema_args = func._schema.arguments
-    for i, arg in enumerate(schema_args):
+    for i, name in enumerate(_arg_names(func)):
         if i < len(args):
             value = args[i]
-        elif arg.name in kwargs:
-            value = kwargs[arg.name]
+        elif name in kwargs:
+            value = kwargs[name]
         else:
             continue
-        if isinstance(value, torch.Tensor) or arg.name in ("self", "out"):
+        if isinstance(value, torch.Tensor) or name in ("self", "out"):
             continue
-        if value is None or arg.name in ("layout", "pin_memory", "memory_format"):
+        if value is None or name in ("layout", "pin_memory", "memory_format"):
             continue
-        out[arg.name] = _jsonable(value)
+        out[name] = _jsonable(value)
     return out
 
 
+@functools.cache
+def _arg_names(func: Any) -> tuple[str, ...]:
+    return tuple(arg.name for arg in func._schema.arguments)
+
+
+@functools.cache
 def _short_op(func: Any) -> str:
     return func._schema.name.split("::", 1)[-1]
 
 
 class InitTracer(TorchDispatchMode):
     """Records every storage-creating or storage-writing ATen op, with its Python call site."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo by default, which
+        # imports torch._dynamo (~1.6 s, as long as torch itself) at the first traced op. Model
+        # construction runs eagerly, never under torch.compile, so the wrapper guards nothing
+        # here; this is the opt-out torch documents on the hook (releases without the hook
+        # ignore it).
+        return False
 
     def __init__(
         self, on_event: Callable[[int], None] | None = None, *, record: bool = False
@@ -396,13 +426,9 @@ class InitTracer(TorchDispatchMode):
         return out
 
     def _observe(self, func, args, kwargs, out, rng, rng_before) -> None:
-        schema = func._schema
         written: list[torch.Tensor] = []
-        for i, arg in enumerate(schema.arguments):
-            info = arg.alias_info
-            if info is None or not info.is_write:
-                continue
-            value = args[i] if i < len(args) else kwargs.get(arg.name)
+        for i, name in _written_args(func):
+            value = args[i] if i < len(args) else kwargs.get(name)
             written.extend(_leaves(value))
         inputs = list(_leaves(list(args) + list(kwargs.values())))
         cs = None
