@@ -39,7 +39,8 @@ def capture(device: str = "cpu", dtype: torch.dtype | None = None) -> dict[str, 
     except ImportError:
         numpy_version = None
     env: dict[str, Any] = {
-        "torch": torch.__version__,
+        # str(): torch.__version__ is a TorchVersion, which deepdiff reports as a type change.
+        "torch": str(torch.__version__),
         "torch_git": getattr(torch.version, "git_version", None),
         "python": platform.python_version(),
         "platform": platform.platform(),

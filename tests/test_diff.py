@@ -47,15 +47,24 @@ def invoke(*args: str):
 
 
 def test_same_build_twice_is_identical(tmp_path):
-    """A fresh process rebuilds examples/mlp.py: bitwise identical to the committed snapshot."""
+    """Two fresh processes build examples/mlp.py: bitwise identical, same environment; and
+    identical to the committed snapshot (frozen on another machine: only its environment may
+    differ, e.g. the platform string or an AVX2 vs AVX512 CPU, neither of which changes it)."""
     shutil.copy(ROOT / "examples" / "mlp.py", tmp_path / "mlp.py")
-    new = freeze(tmp_path / "mlp.py", tmp_path / "out" / "mlp.json")
-    data = diff_json(MLP, new, code=0)
+    first = freeze(tmp_path / "mlp.py", tmp_path / "one" / "mlp.json")
+    second = freeze(tmp_path / "mlp.py", tmp_path / "two" / "mlp.json")
+    data = diff_json(first, second, code=0)
     assert data["verdict"] == "identical" and data["root_cause"] is None
     assert set(statuses(data).values()) == {"identical"} and len(data["tensors"]) == 6
     assert data["environment"] == {} and data["tolerance"] is None
-    text = run_cli("diff", str(MLP), str(new), check=0).stdout
+    text = run_cli("diff", str(first), str(second), check=0).stdout
     assert text.startswith("IDENTICAL: all 6 tensors bitwise identical")
+    assert "environment: unchanged" in text
+    committed = diff_json(MLP, second, code=0)
+    assert committed["verdict"] == "identical"
+    assert set(statuses(committed).values()) == {"identical"}
+    # Only machine keys may differ from the committed snapshot; never torch itself.
+    assert set(committed["environment"]) <= {"platform", "cpu", "cpu_capability", "num_threads"}
 
 
 CAPABILITY_MODEL = """\
