@@ -177,17 +177,24 @@ def test_diff_dir_refuses_mixed_targets_and_too_few(tmp_path):
 
 
 @pytest.mark.slow
-def test_torch_2_13_against_2_14_on_highway(tmp_path):
-    """Real releases side by side (the 2.14.1 environment is a 5.5 GB install, cached)."""
+def test_torch_2_13_against_2_14_on_highway(env_dir, tmp_path):
+    """Real releases side by side: 2.13.0 (CPU build) and 2.14.1 (CUDA build, run on the CPU;
+    a 5.5 GB environment, built in the session's cache beside the 2.13.0 one)."""
     proc = run_cli(
         "matrix", str(EXAMPLES / "highway.py"), "--torch", "2.13.0", "--torch", "2.14.1",
-        "--jobs", "2", "--format", "json", cwd=tmp_path,
+        "--jobs", "2", "--env-dir", str(env_dir), "--format", "json", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     data = json.loads(proc.stdout)
     assert data["versions"][0].startswith("2.13.0") and data["versions"][1].startswith("2.14.1")
     (pair,) = data["pairs"]
     assert proc.returncode == (1 if pair["verdict"] == "drift" else 0)
+    # What we measured (README, "Gate a PyTorch upgrade"): both releases build the highway net
+    # bit for bit alike on the same CPU; only the torch version and its git hash changed.
+    assert pair["verdict"] == "identical", pair
+    assert {t["status"] for t in pair["tensors"]} == {"identical"} and len(pair["tensors"]) == 50
+    assert {"torch", "torch_git"} <= set(pair["environment"])
+    assert not {"cpu_capability", "device", "default_dtype"} & set(pair["environment"])
     # the CI gathering step over the same snapshots gives the same answer
     again = run_cli("diff", str(tmp_path / "snapshots" / "highway"), "--format", "json")
     assert again.returncode == proc.returncode

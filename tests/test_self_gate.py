@@ -7,9 +7,10 @@ capability or an edited example that changes the initial weights fails here (exi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from initaudit._cli import main
 from tests.conftest import EXAMPLES, ROOT, run_cli
 
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.py"))
@@ -17,10 +18,14 @@ EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.py"))
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES)
 def test_example_matches_its_committed_snapshot(example):
-    if "check" not in main.commands:
-        pytest.skip("initaudit check is not implemented yet")
     assert list((ROOT / "snapshots" / example[: -len(".py")]).glob("*.json")), (
         f"no committed snapshot for examples/{example}"
     )
-    proc = run_cli("check", f"examples/{example}", cwd=ROOT)
+    proc = run_cli("check", f"examples/{example}", "--format", "json", cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "identical"
+    assert {t["status"] for t in report["tensors"]} == {"identical"}
+    if report["before"]["torch"] == report["after"]["torch"]:
+        # the same torch is no environment change (a TorchVersion once showed as one)
+        assert not {"torch", "torch_git"} & set(report["environment"])
