@@ -208,7 +208,7 @@ def freeze_target(
             device=device,
             dtype=resolve_dtype(dtype),
             on_event=lambda n: rep.update(n, text=f"building {target.name}: {n} ops traced"),
-            on_tensor=lambda i, n: rep.update(i, text=f"hashing {target.name}: {i}/{n} tensors"),
+            on_tensor=rep.hashing(target.name),
             example_input=shape,
         )
     return target, snap
@@ -302,8 +302,7 @@ def freeze(
         render.freeze_summary(snap.manifest, written)
 
 
-# ------------------------------------------------------------------------------ diff, check (issue 3)
-# (commands diff and check go here)
+# ------------------------------------------------------------------------------ diff, check
 
 _EPILOG_DIFF = """\b
 Examples:
@@ -459,8 +458,7 @@ def check(
     sys.exit(result.exit_code)
 
 
-# ------------------------------------------------------------------------------ explicit, rewrite (issue 4)
-# (commands explicit and rewrite go here)
+# ------------------------------------------------------------------------------ explicit, rewrite
 
 _EPILOG_EXPLICIT = """\b
 Examples:
@@ -568,8 +566,7 @@ def rewrite(spec: str, seed: int, show_diff: bool) -> None:
         )
 
 
-# ------------------------------------------------------------------------------ inspect (issue 5)
-# (command inspect goes here)
+# ------------------------------------------------------------------------------ inspect
 
 _EPILOG_INSPECT = """\b
 Examples:
@@ -643,7 +640,7 @@ def inspect(
                 require_explicit=require_explicit,
                 rerun=not no_rerun,
                 on_event=lambda n: rep.update(n, text=f"building {tgt.name}: {n} ops traced"),
-                on_tensor=lambda i, n: rep.update(i, text=f"hashing {tgt.name}: {i}/{n} tensors"),
+                on_tensor=rep.hashing(tgt.name),
                 on_stage=lambda text: rep.update(0, text=text),
             )
     if fmt == "json":
@@ -654,8 +651,7 @@ def inspect(
         sys.exit(report.exit_code)
 
 
-# ------------------------------------------------------------------------------ matrix (issue 6)
-# (command matrix goes here)
+# ------------------------------------------------------------------------------ matrix
 
 _EPILOG_MATRIX = """\b
 Examples:

@@ -1077,7 +1077,7 @@ def trace_for_audit(
     dtype: torch.dtype | None = None,
     example_input: list[int] | None = None,
     on_event: Callable[[int], None] | None = None,
-    on_tensor: Callable[[int, int], None] | None = None,
+    on_tensor: Callable[[int, int, int], None] | None = None,
 ) -> tuple[Snapshot, Trace, list[LazyModule]]:
     """Trace a seeded build for auditing (example forward included); return snapshot, trace, lazy."""
     lazy: list[LazyModule] = []
@@ -1174,7 +1174,7 @@ def inspect_target(
     require_explicit: bool = False,
     rerun: bool = True,
     on_event: Callable[[int], None] | None = None,
-    on_tensor: Callable[[int, int], None] | None = None,
+    on_tensor: Callable[[int, int, int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Trace a build of ``target``, rebuild it in a fresh process (unless ``rerun`` is False), audit."""

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -104,6 +104,20 @@ class Reporter:
         if text is not None:
             kwargs["description"] = text
         self._progress.update(self._task, **kwargs)
+
+    def hashing(self, name: str) -> Callable[[int, int, int], None]:
+        """A ``(done, total, nbytes)`` callback: tensors hashed of total, bytes and rate."""
+        start = time.monotonic()
+
+        def update(done: int, total: int, nbytes: int) -> None:
+            seconds = time.monotonic() - start
+            rate = f" at {human_bytes(nbytes / seconds)}/s" if seconds > 0 else ""
+            self.update(
+                done,
+                text=f"hashing {name}: {done}/{total} tensors, {human_bytes(nbytes)}{rate}",
+            )
+
+        return update
 
 
 def human_bytes(n: float) -> str:

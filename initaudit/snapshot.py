@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 FORMAT = "initaudit.snapshot"
 FORMAT_VERSION = 1
+#: Tensors of at least this many bytes are hashed on a second thread while their statistics
+#: are computed; smaller ones cost less to hash inline than to hand off.
+_HASH_AHEAD_FROM = 1 << 20
 
 
 @cache
@@ -119,7 +123,8 @@ def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
     out.update(nan=nan, inf=inf, zeros=n - int(torch.count_nonzero(x)))
     if finite.numel():
         std, mean = torch.std_mean(finite.reshape(-1), correction=0)
-        lo, hi = torch.aminmax(finite)
+        if nan or inf or not x.is_floating_point():
+            lo, hi = torch.aminmax(finite)  # else the first pass's min and max are these
         out.update(
             mean=_num(float(mean)), std=_num(float(std)), min=_num(float(lo)), max=_num(float(hi))
         )
@@ -176,7 +181,17 @@ class Snapshot:
             with safe_open(str(self.values_path), framework="pt") as f:
                 for name in names:
                     value = f.get_tensor(name)
-                    if tensor_hash(value) != entries[name]["hash"]:
+                    entry = entries[name]
+                    if (
+                        list(value.shape) != list(entry["shape"])
+                        or dtype_name(value.dtype) != entry["dtype"]
+                    ):
+                        raise SnapshotError(
+                            f"{self.values_path}: {name!r} is stored as "
+                            f"{dtype_name(value.dtype)} {list(value.shape)}, the manifest says "
+                            f"{entry['dtype']} {entry['shape']} (the file was modified or corrupted)"
+                        )
+                    if tensor_hash(value) != entry["hash"]:
                         raise SnapshotError(
                             f"{self.values_path}: values of {name!r} do not match the "
                             "manifest's hash (the file was modified or corrupted)"
@@ -276,19 +291,42 @@ def build_manifest(
     *,
     device: str = "cpu",
     dtype: torch.dtype | None = None,
-    on_tensor: Callable[[int, int], None] | None = None,
+    on_tensor: Callable[[int, int, int], None] | None = None,
     digests: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a traced build (hashes and statistics computed tensor by tensor)."""
+    """The manifest of a traced build (hashes and statistics computed tensor by tensor).
+
+    ``on_tensor(done, total, nbytes)`` is called after each tensor with the bytes hashed so far.
+    """
     from . import provenance
 
     entries = []
     total = len(trace.tensors)
-    for i, tt in enumerate(trace.tensors):
-        digest = digests[tt.name] if digests is not None else None
-        entries.append(tensor_entry(tt, trace.model, i, digest=digest))
-        if on_tensor is not None:
-            on_tensor(i + 1, total)
+    nbytes = 0
+    with ThreadPoolExecutor(1) as pool:
+        # Hash large tensors on a second thread (hashlib releases the GIL) while this one
+        # computes their statistics: one pass over the model's bytes' worth of time, not two.
+        ahead = (
+            {
+                tt.name: pool.submit(tensor_hash, tt.tensor)
+                for tt in trace.tensors
+                if tt.tensor.numel() * tt.tensor.element_size() >= _HASH_AHEAD_FROM
+            }
+            if digests is None
+            else {}
+        )
+        for i, tt in enumerate(trace.tensors):
+            if digests is not None:
+                digest: tuple[str, dict[str, Any]] | None = digests[tt.name]
+            elif tt.name in ahead:
+                stats = tensor_stats(tt.tensor)
+                digest = (ahead.pop(tt.name).result(), stats)
+            else:
+                digest = None
+            entries.append(tensor_entry(tt, trace.model, i, digest=digest))
+            if on_tensor is not None:
+                nbytes += tt.tensor.numel() * tt.tensor.element_size()
+                on_tensor(i + 1, total, nbytes)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -317,7 +355,7 @@ def freeze(
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     on_event: Callable[[int], None] | None = None,
-    on_tensor: Callable[[int, int], None] | None = None,
+    on_tensor: Callable[[int, int, int], None] | None = None,
     example_input: tuple[int, ...] | None = None,
 ) -> tuple[Snapshot, Trace]:
     """Trace a seeded build of ``target`` and return its in-memory snapshot and trace.
@@ -442,14 +480,6 @@ def write(
     snapshot.manifest = manifest
     snapshot.path = path
     return path
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 # --------------------------------------------------------------------------- reading

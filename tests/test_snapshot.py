@@ -145,3 +145,19 @@ def test_tampered_values_are_caught(tmp_path):
     loaded = snap_mod.read(path)
     with pytest.raises(SnapshotError, match="do not match"):
         list(snap_mod.verify_values(loaded))
+
+
+def test_reshaped_values_are_caught(tmp_path):
+    """Same bytes under another shape (an edited header) is tampering too: a hash alone
+    would not see it."""
+    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    path = snap_mod.write(snap, tmp_path / "s.json")
+    from safetensors.torch import load_file, save_file
+
+    vpath = snap_mod.values_path_for(path)
+    values = load_file(str(vpath))
+    values["hid1.weight"] = values["hid1.weight"].reshape(3, 4).contiguous()  # was 4×3
+    save_file(values, str(vpath))
+    loaded = snap_mod.read(path)
+    with pytest.raises(SnapshotError, match=r"stored as float32 \[3, 4\], the manifest says"):
+        list(snap_mod.verify_values(loaded))
