@@ -41,6 +41,9 @@ LOG_NAME = "initaudit-envs.log"
 # initaudit's own dependencies besides torch, pinned to the running versions when known.
 # numpy: the tracer digests RNG states with Tensor.numpy().
 SMALL_DEPS = ("click", "rich", "deepdiff", "safetensors", "libcst", "packaging", "numpy")
+#: torch wheels before this release were built against NumPy 1.x: with NumPy 2 their
+#: ``Tensor.numpy()`` fails ("Numpy is not available"), so their environments get ``numpy<2``.
+NUMPY2_FROM_TORCH = "2.3"
 
 Log = Callable[[str], None]
 
@@ -347,11 +350,17 @@ def requirements(version: str, extra: tuple[str, ...] = ()) -> list[str]:
     from importlib import metadata
 
     reqs = [f"torch=={version}"]
+    old_torch = parse_version(version) < parse_version(NUMPY2_FROM_TORCH)
     for name in SMALL_DEPS:
         try:
-            reqs.append(f"{name}=={metadata.version(name)}")
+            running = metadata.version(name)
         except metadata.PackageNotFoundError:
             reqs.append(name)
+            continue
+        if name == "numpy" and old_torch and parse_version(running).major >= 2:
+            reqs.append("numpy<2")
+        else:
+            reqs.append(f"{name}=={running}")
     return reqs + list(extra)
 
 

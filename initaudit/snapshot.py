@@ -7,6 +7,7 @@ can run code when read. Files are written to a temporary name and renamed into p
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import math
@@ -85,7 +86,13 @@ def tensor_bytes(t: torch.Tensor) -> memoryview:
     flat = t.reshape(-1)
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
-    return memoryview(flat.view(torch.uint8).numpy())
+    flat = flat.view(torch.uint8)
+    try:
+        return memoryview(flat.numpy())  # zero-copy
+    except RuntimeError:
+        # "Numpy is not available": a torch built against NumPy 1.x (before 2.3) running
+        # with NumPy 2. Copy the bytes out instead of failing the user's build.
+        return memoryview(ctypes.string_at(flat.data_ptr(), flat.numel()))
 
 
 def tensor_hash(t: torch.Tensor) -> str:

@@ -60,9 +60,10 @@ _VIEW_TAG = None  # computed lazily: ops whose outputs alias their inputs carry 
 
 def rng_digest(generator: torch.Generator | None = None) -> str:
     """A short digest of a generator's state (the global CPU generator by default)."""
+    from .snapshot import tensor_bytes
+
     gen = generator if generator is not None else torch.default_generator
-    state = gen.get_state()
-    return hashlib.blake2b(state.numpy().tobytes(), digest_size=8).hexdigest()
+    return hashlib.blake2b(tensor_bytes(gen.get_state()), digest_size=8).hexdigest()
 
 
 def _generator_for(device: torch.device | None) -> torch.Generator | None:

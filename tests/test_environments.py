@@ -276,3 +276,16 @@ def test_full_disk_says_so(tmp_path):
         assert not list(mnt.glob("torch-*")) and not list(mnt.glob(".tmp-*"))
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_old_torch_gets_numpy_1():
+    """torch before 2.3 was built against NumPy 1.x; its Tensor.numpy() fails under NumPy 2
+    (seen for real: torch 2.1.2 in a matrix environment pinned to NumPy 2.4)."""
+    import numpy
+
+    old = E.requirements("2.1.2")
+    new = E.requirements("2.13.0")
+    assert old[0] == "torch==2.1.2" and new[0] == "torch==2.13.0"
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        assert "numpy<2" in old
+    assert f"numpy=={numpy.__version__}" in new

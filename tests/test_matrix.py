@@ -200,3 +200,31 @@ def test_torch_2_13_against_2_14_on_highway(env_dir, tmp_path):
     assert again.returncode == proc.returncode
     (pair2,) = json.loads(again.stdout)["pairs"]
     assert pair2["tensors"] == pair["tensors"] and pair2["root_cause"] == pair["root_cause"]
+
+
+@pytest.mark.slow
+def test_torch_2_1_to_2_13_is_a_real_trunc_normal_drift(env_dir, tmp_path):
+    """The oldest supported release against today's: torch 2.1.2 comes from PyPI (a CUDA build,
+    ~4.7 GB installed, run on the CPU). Its trunc_normal_ used the inverse CDF; 2.13.0 draws
+    normal_ and rejects: the tensor is implementation-drift and the root cause, nothing else
+    moves (the draw count is the same), and 2.13.0 → 2.14.1 is identical."""
+    proc = run_cli(
+        "matrix", str(ROOT / "tests" / "models" / "release_probes.py"),
+        "--torch", "2.1.2", "--torch", "2.13.0", "--torch", "2.14.1",
+        "--jobs", "2", "--env-dir", str(env_dir), "--format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    if proc.returncode == 2 and "could not reach a package index" in proc.stderr:
+        pytest.skip(f"torch 2.1.2 must come from PyPI: {proc.stderr.strip()}")
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    old, new = data["pairs"]
+    assert (old["from"].split("+")[0], old["to"].split("+")[0]) == ("2.1.2", "2.13.0")
+    assert old["verdict"] == "drift" and old["root_cause"] == "pos"
+    status = {t["name"]: t["status"] for t in old["tensors"]}
+    assert status.pop("pos") == "implementation-drift"
+    assert set(status.values()) == {"identical"} and len(status) == 31
+    (pos,) = [t for t in old["tensors"] if t["name"] == "pos"]
+    assert "erfinv_" in pos["reason"] and "normal_" in pos["reason"]
+    assert pos["error"]["differing"] == 512
+    assert old["environment"]["torch"]["before"].startswith("2.1.2")
+    assert new["verdict"] == "identical" and new["root_cause"] is None
