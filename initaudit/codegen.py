@@ -243,6 +243,63 @@ class Program:
     seed: int
     label: str
     spec: str
+    #: Tensors whose values a torch seed alone does not fix, with the reason (see
+    #: :func:`unfixed_by_torch_seed`).
+    unfixed: dict[str, str] = field(default_factory=dict)
+
+
+def unfixed_by_torch_seed(
+    build: Callable[[], nn.Module], seed: int, trace: Trace
+) -> dict[str, str]:
+    """Rebuild under the same torch seed with Python's and NumPy's RNGs seeded otherwise, and
+    name the tensors whose bytes differ from the traced build, with the likely reason.
+
+    Generated code hard-codes what it cannot draw from torch's RNG (a scalar from
+    ``random.gauss``, a clock reading), so such values would be "reproduced" only as the
+    constants of this one build: they cannot be made explicit.
+    """
+    import random
+
+    from .snapshot import tensor_bytes
+
+    np = trace_mod._numpy()
+    saved = (torch.get_rng_state(), random.getstate(), np.random.get_state() if np else None)
+    other_seed = seed + 7919
+    try:
+        torch.manual_seed(seed)
+        random.seed(other_seed)
+        if np is not None:
+            np.random.seed(other_seed % 2**32)
+        model = build()
+    finally:
+        torch.set_rng_state(saved[0])
+        random.setstate(saved[1])
+        if np is not None:
+            np.random.set_state(saved[2])
+    rebuilt = {name: t for name, _, t, _ in trace_mod.named_tensors(model)}
+    sources = [
+        src
+        for key, src in (("python", "Python's random"), ("numpy", "NumPy's global RNG"))
+        if trace.drew_from.get(key)
+    ]
+    reason = (
+        f"its value changes with {' and '.join(sources)}, which the build drew from and "
+        "torch.manual_seed does not control"
+        if sources
+        else "its value differs between two builds under the same torch seed (time, "
+        "os.urandom, uninitialized memory, …)"
+    )
+    out: dict[str, str] = {}
+    for tt in trace.tensors:
+        again = rebuilt.get(tt.name)
+        if (
+            again is None
+            or again.shape != tt.tensor.shape
+            or again.dtype != tt.tensor.dtype
+            or tensor_bytes(again) != tensor_bytes(tt.tensor)
+        ):
+            out[tt.name] = reason
+    return out
 
 
 @contextmanager
@@ -271,10 +328,14 @@ def trace_program(
     example_input: tuple[int, ...] | None = None,
 ) -> Program:
     """Trace a seeded build, keeping every op with its tensor arguments."""
+    builder = builder_for(build, example_input)
     with _tracer_class() as made:
-        tr = trace_mod.trace_build(builder_for(build, example_input), seed)
+        tr = trace_mod.trace_build(builder, seed)
     tracer = made[-1]
-    return Program(tr, tracer.dispatches, tracer.base, tracer.external_values, seed, label, spec)
+    unfixed = unfixed_by_torch_seed(builder, seed, tr)
+    return Program(
+        tr, tracer.dispatches, tracer.base, tracer.external_values, seed, label, spec, unfixed
+    )
 
 
 # ------------------------------------------------------------------------------ planning
@@ -408,6 +469,9 @@ def _explainable(program: Program, kept: list[Step], residual: set[int]) -> None
                 problems.append(
                     f"{label}: never fully written after allocation (uninitialized memory)"
                 )
+                continue
+        if label in program.unfixed and not (problems and problems[-1].startswith(f"{label}: ")):
+            problems.append(f"{label}: {program.unfixed[label]}")
     for step in kept:
         for d in step.dispatches:
             for r in d.reads:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -55,12 +56,14 @@ def print_json(data: Any) -> None:
 
 def error(message: str) -> None:
     """Print a one-line error on stderr."""
-    err_console().print(f"[bold red]initaudit: error:[/] {message}", markup=True, soft_wrap=True)
+    err_console().print(
+        f"[bold red]initaudit: error:[/] {escape(message)}", markup=True, soft_wrap=True
+    )
 
 
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
-    err_console().print(f"[yellow]initaudit: warning:[/] {message}", soft_wrap=True)
+    err_console().print(f"[yellow]initaudit: warning:[/] {escape(message)}", soft_wrap=True)
 
 
 class Reporter:

@@ -7,6 +7,7 @@ and every tensor poisoned) and comparing every tensor bitwise and the RNG state 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,24 @@ def test_unexplainable_models_name_tensor_and_reason():
     _, program = _program("tests/models/forgot_empty.py")
     with pytest.raises(AuditFailure, match=r"scale: never fully written"):
         codegen.generate(program)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        # a Python scalar would otherwise be written into the code as this build's constant
+        ("PythonRandomBias", r"fc\.bias: its value changes with Python's random"),
+        ("ClockInit", r"scale: its value differs between two builds under the same torch seed"),
+    ],
+)
+def test_scalars_from_other_rngs_or_the_clock_cannot_be_made_explicit(name, message, tmp_path):
+    out = tmp_path / "init.py"
+    proc = run_cli("explicit", f"tests/models/init_bugs.py:{name}", "--out", str(out), cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert re.search(message, proc.stderr), proc.stderr
+    assert "fc.weight" not in proc.stderr  # torch-seeded tensors are fine
+    assert not out.exists()
 
 
 def test_nothing_written_when_verification_fails(tmp_path, monkeypatch):
