@@ -545,7 +545,31 @@ def validate(manifest: Any, label: str) -> None:
             raise SnapshotError(f"{label}: tensor entry {i} is incomplete")
 
 
+def file_sha256(path: Path) -> str:
+    """``sha256:<hex>`` of a whole file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 def verify_values(snapshot: Snapshot) -> Iterator[str]:
-    """Hash-check every stored value against the manifest; yield each name as it passes."""
+    """Hash-check every stored value against the manifest; yield each name as it passes.
+
+    The values file's own sha256, when the manifest records one, is checked first: it also
+    covers the file's header and anything stored beside the tensors.
+    """
+    info = snapshot.manifest.get("values") or {}
+    if snapshot.values is None and snapshot.values_path is not None and info.get("sha256"):
+        try:
+            actual = file_sha256(snapshot.values_path)
+        except OSError as exc:
+            raise SnapshotError(f"cannot read {snapshot.values_path}: {exc}") from None
+        if actual != info["sha256"]:
+            raise SnapshotError(
+                f"{snapshot.values_path} does not match the sha256 its manifest records "
+                "(the file was modified or corrupted)"
+            )
     for name, _ in snapshot.iter_values([t["name"] for t in snapshot.tensors]):
         yield name

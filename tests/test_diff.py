@@ -375,8 +375,8 @@ def test_tampered_values_file_caught_by_verify(tmp_path, mlp_copy):
     values.write_bytes(bytes(raw))
     # digests equal: diff trusts the manifests and reads no values…
     assert invoke("diff", str(MLP), str(mlp_copy)).exit_code == 0
-    # … --verify hash-checks every value first
-    one_line_error(invoke("diff", str(MLP), str(mlp_copy), "--verify"), "do not match")
+    # … --verify hash-checks the file and every value first
+    one_line_error(invoke("diff", str(MLP), str(mlp_copy), "--verify"), "does not match the sha256")
 
 
 def test_different_targets_exit_2(tmp_path):

@@ -143,8 +143,10 @@ def test_tampered_values_are_caught(tmp_path):
     values["hid1.bias"][0] += 1
     save_file(values, str(vpath))
     loaded = snap_mod.read(path)
-    with pytest.raises(SnapshotError, match="do not match"):
-        list(snap_mod.verify_values(loaded))
+    with pytest.raises(SnapshotError, match="does not match the sha256"):
+        list(snap_mod.verify_values(loaded))  # the whole file first
+    with pytest.raises(SnapshotError, match="'hid1.bias' do not match the manifest's hash"):
+        list(loaded.iter_values([t["name"] for t in loaded.tensors]))  # each value as read
 
 
 def test_reshaped_values_are_caught(tmp_path):
@@ -160,4 +162,4 @@ def test_reshaped_values_are_caught(tmp_path):
     save_file(values, str(vpath))
     loaded = snap_mod.read(path)
     with pytest.raises(SnapshotError, match=r"stored as float32 \[3, 4\], the manifest says"):
-        list(snap_mod.verify_values(loaded))
+        list(loaded.iter_values(["hid1.weight"]))

@@ -111,7 +111,7 @@ def test_safetensors_writer_is_read_back_by_safetensors(tmp_path: Path) -> None:
     assert set(back) == set(tensors)
     for k, v in tensors.items():
         assert torch.equal(back[k], v)
-    assert digest == snapshot._file_sha256(tmp_path / "x.safetensors")
+    assert digest == snapshot.file_sha256(tmp_path / "x.safetensors")
 
 
 def test_cli_stream_equals_in_memory_digest(cli, tmp_path: Path) -> None:
