@@ -71,11 +71,43 @@ def test_diff_writes_nothing(tmp_path):
     assert path.read_text() == SEED_003.read_text()
 
 
-@pytest.mark.parametrize("cls", ["Encoder", "Normed", "RawParams", "Tied"])
-def test_rewrite_corpus_classes(tmp_path, cls):
-    path = tmp_path / "corpus.py"
-    shutil.copy(ROOT / "tests" / "models" / "codegen_corpus.py", path)
+CORPUS = ROOT / "tests" / "models" / "codegen_corpus.py"
+
+
+@pytest.mark.parametrize(
+    ("source", "cls"),
+    [
+        (CORPUS, "Recurrent"),  # LSTM and GRU
+        (CORPUS, "PaddedEmbedding"),  # Embedding(padding_idx=…)
+        (CORPUS, "Attention"),  # MultiheadAttention
+        (CORPUS, "Encoder"),  # TransformerEncoder's deep copies
+        (CORPUS, "Normed"),  # weight_norm and spectral_norm parametrizations
+        (CORPUS, "Tied"),
+        (CORPUS, "RawParams"),  # nn.Parameter(torch.randn(...)), a thrown-away draw
+        (CORPUS, "Applied"),  # trunc_normal_ and orthogonal_ via model.apply
+        (ROOT / "examples" / "cnn.py", "CNN"),  # seed 002's CNN, its defaults
+    ],
+)
+def test_rewrite_corpus_classes(tmp_path, source, cls):
+    """Each rewritten class builds bitwise what the original built, leaves the RNG where the
+    original left it, and still does with torch's defaults replaced by NaN; a second rewrite
+    changes nothing."""
+    path = tmp_path / "model.py"
+    shutil.copy(source, path)
+    before_cls = _build(path, cls, f"before_{cls}")
     assert rewrite.rewrite(f"{path}:{cls}").written
+    after_cls = _build(path, cls, f"after_{cls}")
+    ref, ref_rng = _state_after(before_cls, 0)
+    got, got_rng = _state_after(after_cls, 0)
+    assert ref.keys() == got.keys()
+    assert all(torch.equal(ref[k].view(-1).view(torch.uint8), got[k].view(-1).view(torch.uint8))
+               for k in ref if ref[k].numel())  # fmt: skip
+    assert torch.equal(ref_rng, got_rng)
+    with codegen.defaults_disabled():
+        nan_free, _ = _state_after(after_cls, 0)
+    assert all(torch.equal(ref[k].view(-1).view(torch.uint8),
+                           nan_free[k].view(-1).view(torch.uint8))
+               for k in ref if ref[k].numel())  # fmt: skip
     assert not rewrite.rewrite(f"{path}:{cls}").changed
 
 
