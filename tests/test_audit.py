@@ -120,6 +120,10 @@ def test_examples_have_no_error_findings(name):
     data = _inspect(str(EXAMPLES / name), check=0)
     assert not _kinds(data) & ERROR_KINDS
     assert not _kinds(data, "error")
+    # silent where the problem is absent: no ties, no lazy modules, nothing suspicious
+    assert not _kinds(data) & {"tied", "lazy", "suspicious", "uninitialized", "nondeterministic"}
+    # the MLP keeps every default; the CNN's initialize_weights covers every parameter
+    assert ("kept-default" in _kinds(data)) == (name == "mlp.py")
     assert data["rerun"]["ran"] and data["rerun"]["differing"] == []
     assert all(t["check"] != "off" for t in data["tensors"])
 
