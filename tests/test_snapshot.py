@@ -145,7 +145,7 @@ def test_tampered_values_are_caught(tmp_path):
     loaded = snap_mod.read(path)
     with pytest.raises(SnapshotError, match="does not match the sha256"):
         list(snap_mod.verify_values(loaded))  # the whole file first
-    with pytest.raises(SnapshotError, match="'hid1.bias' do not match the manifest's hash"):
+    with pytest.raises(SnapshotError, match=r"'hid1\.bias' do not match the manifest's hash"):
         list(loaded.iter_values([t["name"] for t in loaded.tensors]))  # each value as read
 
 

@@ -2,8 +2,8 @@
 
 After ``torch.manual_seed(SEED)``, ``initialize(model)`` sets every parameter and buffer
 of a build_model to exactly the values that ``torch.manual_seed(0)`` followed by
-building it gives with torch 2.13.0, and leaves torch's global RNG in the same state.
-It replays every draw of the original build in order (thrown-away draws too) and does not
+building it gives with torch 2.13.0, and leaves torch's global RNG in the same state. It
+replays every draw of the original build in order (thrown-away draws too) and does not
 rely on torch's module defaults. Re-verify after a torch upgrade:
 
     initaudit explicit examples/cnn.py --check THIS_FILE.py
@@ -18,7 +18,7 @@ SEED = 0
 
 
 def initialize(model: nn.Module) -> None:
-    """Set every parameter and buffer explicitly; call right after torch.manual_seed(SEED)."""
+    """Set every parameter and buffer; call right after torch.manual_seed(SEED)."""
     with torch.no_grad():
         # conv1 (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/cnn.py:15)
@@ -50,7 +50,10 @@ def initialize(model: nn.Module) -> None:
         # torch default Linear.reset_parameters (built at examples/cnn.py:18)
         # fan_in=320, gain=0.57735, std=0.0322749, bound=0.0559017
         nn.init.kaiming_uniform_(
-            model.dense1.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.dense1.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
         bound = 1 / math.sqrt(320)
         # bound = 1 / sqrt(fan_in), fan_in=320
@@ -66,7 +69,10 @@ def initialize(model: nn.Module) -> None:
         # torch default Linear.reset_parameters (built at examples/cnn.py:20)
         # fan_in=50, gain=0.57735, std=0.0816497, bound=0.141421
         nn.init.kaiming_uniform_(
-            model.dense2.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.dense2.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
         bound = 1 / math.sqrt(50)
         # bound = 1 / sqrt(fan_in), fan_in=50
@@ -75,14 +81,18 @@ def initialize(model: nn.Module) -> None:
         # conv1 (Conv2d)
         # user code at examples/cnn.py:33
         # fan_in=25, gain=1.41421, std=0.282843, bound=0.489898
-        nn.init.kaiming_uniform_(model.conv1.weight, a=0, mode="fan_in", nonlinearity="relu")
+        nn.init.kaiming_uniform_(
+            model.conv1.weight, a=0, mode="fan_in", nonlinearity="relu"
+        )
         # user code at examples/cnn.py:35
         nn.init.constant_(model.conv1.bias, val=0)
 
         # conv2 (Conv2d)
         # user code at examples/cnn.py:33
         # fan_in=250, gain=1.41421, std=0.0894427, bound=0.154919
-        nn.init.kaiming_uniform_(model.conv2.weight, a=0, mode="fan_in", nonlinearity="relu")
+        nn.init.kaiming_uniform_(
+            model.conv2.weight, a=0, mode="fan_in", nonlinearity="relu"
+        )
         # user code at examples/cnn.py:35
         nn.init.constant_(model.conv2.bias, val=0)
 
@@ -95,7 +105,9 @@ def initialize(model: nn.Module) -> None:
         # dense1 (Linear)
         # user code at examples/cnn.py:40
         # fan_in=320, gain=1.41421, std=0.0790569, bound=0.136931
-        nn.init.kaiming_uniform_(model.dense1.weight, a=0, mode="fan_in", nonlinearity="leaky_relu")
+        nn.init.kaiming_uniform_(
+            model.dense1.weight, a=0, mode="fan_in", nonlinearity="leaky_relu"
+        )
         # user code at examples/cnn.py:41
         nn.init.constant_(model.dense1.bias, val=0)
 
@@ -108,6 +120,8 @@ def initialize(model: nn.Module) -> None:
         # dense2 (Linear)
         # user code at examples/cnn.py:40
         # fan_in=50, gain=1.41421, std=0.2, bound=0.34641
-        nn.init.kaiming_uniform_(model.dense2.weight, a=0, mode="fan_in", nonlinearity="leaky_relu")
+        nn.init.kaiming_uniform_(
+            model.dense2.weight, a=0, mode="fan_in", nonlinearity="leaky_relu"
+        )
         # user code at examples/cnn.py:41
         nn.init.constant_(model.dense2.bias, val=0)

@@ -2,8 +2,8 @@
 
 After ``torch.manual_seed(SEED)``, ``initialize(model)`` sets every parameter and buffer
 of a build_model to exactly the values that ``torch.manual_seed(0)`` followed by
-building it gives with torch 2.13.0, and leaves torch's global RNG in the same state.
-It replays every draw of the original build in order (thrown-away draws too) and does not
+building it gives with torch 2.13.0, and leaves torch's global RNG in the same state. It
+replays every draw of the original build in order (thrown-away draws too) and does not
 rely on torch's module defaults. Re-verify after a torch upgrade:
 
     initaudit explicit examples/highway.py --check THIS_FILE.py
@@ -18,17 +18,21 @@ SEED = 0
 
 
 def initialize(model: nn.Module) -> None:
-    """Set every parameter and buffer explicitly; call right after torch.manual_seed(SEED)."""
+    """Set every parameter and buffer; call right after torch.manual_seed(SEED)."""
     with torch.no_grad():
         # conv_1_3x3 (Conv2d)
         # torch default Conv2d.reset_parameters (built at examples/highway.py:44)
         # fan_in=27, gain=0.57735, std=0.111111, bound=0.19245
         nn.init.kaiming_uniform_(
-            model.conv_1_3x3.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.conv_1_3x3.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
 
         # bn_1 (BatchNorm2d)
-        # torch default BatchNorm2d.reset_running_stats (built at examples/highway.py:45)
+        # torch default BatchNorm2d.reset_running_stats (built at
+        # examples/highway.py:45)
         model.bn_1.running_mean.zero_()
         model.bn_1.running_var.fill_(1)
         model.bn_1.num_batches_tracked.zero_()
@@ -40,11 +44,15 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:17)
         # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
-            model.stage_1[0].conv_a.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_1[0].conv_a.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
 
         # stage_1.0.bn_a (BatchNorm2d)
-        # torch default BatchNorm2d.reset_running_stats (built at examples/highway.py:20)
+        # torch default BatchNorm2d.reset_running_stats (built at
+        # examples/highway.py:20)
         model.stage_1[0].bn_a.running_mean.zero_()
         model.stage_1[0].bn_a.running_var.fill_(1)
         model.stage_1[0].bn_a.num_batches_tracked.zero_()
@@ -56,11 +64,15 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:21)
         # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
-            model.stage_1[0].conv_b.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_1[0].conv_b.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
 
         # stage_1.0.bn_b (BatchNorm2d)
-        # torch default BatchNorm2d.reset_running_stats (built at examples/highway.py:22)
+        # torch default BatchNorm2d.reset_running_stats (built at
+        # examples/highway.py:22)
         model.stage_1[0].bn_b.running_mean.zero_()
         model.stage_1[0].bn_b.running_var.fill_(1)
         model.stage_1[0].bn_b.num_batches_tracked.zero_()
@@ -72,7 +84,10 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:23)
         # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
-            model.stage_1[0].gate.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_1[0].gate.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
         bound = 1 / math.sqrt(144)
         # bound = 1 / sqrt(fan_in), fan_in=144
@@ -84,11 +99,15 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:17)
         # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
-            model.stage_2[0].conv_a.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_2[0].conv_a.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
 
         # stage_2.0.bn_a (BatchNorm2d)
-        # torch default BatchNorm2d.reset_running_stats (built at examples/highway.py:20)
+        # torch default BatchNorm2d.reset_running_stats (built at
+        # examples/highway.py:20)
         model.stage_2[0].bn_a.running_mean.zero_()
         model.stage_2[0].bn_a.running_var.fill_(1)
         model.stage_2[0].bn_a.num_batches_tracked.zero_()
@@ -100,11 +119,15 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:21)
         # fan_in=288, gain=0.57735, std=0.0340207, bound=0.0589256
         nn.init.kaiming_uniform_(
-            model.stage_2[0].conv_b.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_2[0].conv_b.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
 
         # stage_2.0.bn_b (BatchNorm2d)
-        # torch default BatchNorm2d.reset_running_stats (built at examples/highway.py:22)
+        # torch default BatchNorm2d.reset_running_stats (built at
+        # examples/highway.py:22)
         model.stage_2[0].bn_b.running_mean.zero_()
         model.stage_2[0].bn_b.running_var.fill_(1)
         model.stage_2[0].bn_b.num_batches_tracked.zero_()
@@ -116,7 +139,10 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:23)
         # fan_in=144, gain=0.57735, std=0.0481125, bound=0.0833333
         nn.init.kaiming_uniform_(
-            model.stage_2[0].gate.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_2[0].gate.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
         bound = 1 / math.sqrt(144)
         # bound = 1 / sqrt(fan_in), fan_in=144
@@ -128,11 +154,15 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:17)
         # fan_in=288, gain=0.57735, std=0.0340207, bound=0.0589256
         nn.init.kaiming_uniform_(
-            model.stage_3[0].conv_a.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_3[0].conv_a.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
 
         # stage_3.0.bn_a (BatchNorm2d)
-        # torch default BatchNorm2d.reset_running_stats (built at examples/highway.py:20)
+        # torch default BatchNorm2d.reset_running_stats (built at
+        # examples/highway.py:20)
         model.stage_3[0].bn_a.running_mean.zero_()
         model.stage_3[0].bn_a.running_var.fill_(1)
         model.stage_3[0].bn_a.num_batches_tracked.zero_()
@@ -144,11 +174,15 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:21)
         # fan_in=576, gain=0.57735, std=0.0240563, bound=0.0416667
         nn.init.kaiming_uniform_(
-            model.stage_3[0].conv_b.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_3[0].conv_b.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
 
         # stage_3.0.bn_b (BatchNorm2d)
-        # torch default BatchNorm2d.reset_running_stats (built at examples/highway.py:22)
+        # torch default BatchNorm2d.reset_running_stats (built at
+        # examples/highway.py:22)
         model.stage_3[0].bn_b.running_mean.zero_()
         model.stage_3[0].bn_b.running_var.fill_(1)
         model.stage_3[0].bn_b.num_batches_tracked.zero_()
@@ -160,7 +194,10 @@ def initialize(model: nn.Module) -> None:
         # torch default Conv2d.reset_parameters (built at examples/highway.py:23)
         # fan_in=288, gain=0.57735, std=0.0340207, bound=0.0589256
         nn.init.kaiming_uniform_(
-            model.stage_3[0].gate.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.stage_3[0].gate.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
         bound = 1 / math.sqrt(288)
         # bound = 1 / sqrt(fan_in), fan_in=288
@@ -172,7 +209,10 @@ def initialize(model: nn.Module) -> None:
         # torch default Linear.reset_parameters (built at examples/highway.py:51)
         # fan_in=64, gain=0.57735, std=0.0721688, bound=0.125
         nn.init.kaiming_uniform_(
-            model.classifier.weight, a=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"
+            model.classifier.weight,
+            a=math.sqrt(5),
+            mode="fan_in",
+            nonlinearity="leaky_relu",
         )
         bound = 1 / math.sqrt(64)
         # bound = 1 / sqrt(fan_in), fan_in=64
@@ -181,7 +221,9 @@ def initialize(model: nn.Module) -> None:
         # conv_1_3x3 (Conv2d)
         # user code at examples/highway.py:55
         # fan_out=144, gain=1.41421, std=0.117851
-        nn.init.kaiming_normal_(model.conv_1_3x3.weight, a=0, mode="fan_out", nonlinearity="relu")
+        nn.init.kaiming_normal_(
+            model.conv_1_3x3.weight, a=0, mode="fan_out", nonlinearity="relu"
+        )
 
         # stage_1.0.conv_a (Conv2d)
         # user code at examples/highway.py:55
