@@ -36,6 +36,11 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # one line, like every other error: click's own form is three (usage, hint, error)
+            where = exc.ctx.command_path if exc.ctx is not None else "initaudit"
+            render.error(f"{exc.format_message()} (see '{where} --help')")
+            sys.exit(2)
         except click.ClickException as exc:
             exc.show()
             sys.exit(2 if exc.exit_code not in (0, 1) else exc.exit_code)

@@ -578,7 +578,7 @@ def _recipe_text(entry: dict[str, Any], init: _Init) -> str:
 
 def _derived_text(ia: _Init, ib: _Init) -> str:
     parts = []
-    for da, db in zip(ia.derived, ib.derived):
+    for da, db in zip(ia.derived, ib.derived, strict=False):
         if da != db:
             a, b = dict(da), dict(db)
             for k in sorted(set(a) | set(b)):
@@ -839,7 +839,7 @@ def _compare_values(
             notes.append("the tolerance was not applied: it needs the values of both snapshots")
         return False
     use_tol = atol is not None or rtol is not None
-    for (name, va), (_, vb) in zip(a.iter_values(names), b.iter_values(names)):
+    for (name, va), (_, vb) in zip(a.iter_values(names), b.iter_values(names), strict=True):
         td = diffs[name]
         _check_dtype(va, td.before)
         td.error = value_error(va, vb)

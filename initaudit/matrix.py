@@ -9,6 +9,7 @@ torch version.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -122,7 +123,7 @@ def diff_consecutive(
 ) -> MatrixResult:
     """Diff each snapshot against the one before it."""
     check_same_target(snapshots)
-    pairs = [diff_pair(a, b, atol, rtol) for a, b in zip(snapshots, snapshots[1:])]
+    pairs = [diff_pair(a, b, atol, rtol) for a, b in itertools.pairwise(snapshots)]
     return MatrixResult(
         versions=[_version(s) for s in snapshots],
         snapshots=snapshots,
@@ -207,7 +208,7 @@ def run_matrix(
     envs = _parallel(
         jobs, [lambda v=v: environments.ensure(v, env_dir, extra=extra, log=log) for v in unique]
     )
-    by_version = dict(zip(unique, envs))
+    by_version = dict(zip(unique, envs, strict=True))
 
     snapshot_dir = Path(snapshot_dir)
     try:

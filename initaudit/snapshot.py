@@ -460,10 +460,10 @@ def write(
     """Write a snapshot's manifest (and values unless ``digest_only``) atomically to ``path``."""
     path = Path(path)
     vpath = values_path_for(path)
-    if not force:
-        for p in (path, vpath):
-            if p.exists():
-                raise OutputError(f"{p} exists; pass --force to overwrite it")
+    if not force and path.exists():
+        raise OutputError(f"{path} exists; pass --force to overwrite it")
+    # A values file without its manifest is the leftover of a write interrupted between the
+    # two renames (values first, manifest last): no snapshot, so it is replaced.
     manifest = dict(snapshot.manifest)
     if not digest_only:
         if snapshot.values is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -370,7 +371,7 @@ def replay(
     last = {rid: acc[-1][0] for rid, acc in accesses.items()}
     dead: set[tuple[int, int]] = set()  # (op, storage) writes whose value nothing reads
     for rid, acc in accesses.items():
-        for (i, kind), (_, after) in zip(acc, acc[1:], strict=False):
+        for (i, kind), (_, after) in itertools.pairwise(acc):
             if kind in ("def", "over") and after == "over":
                 dead.add((i, rid))
     done_at: dict[int, list[int]] = {}

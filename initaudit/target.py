@@ -200,7 +200,9 @@ def _load_file(path: Path) -> tuple[Any, str]:
         raise TargetError(f"syntax error in {path}:{exc.lineno}: {exc.msg}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TargetError(f"cannot read model file {path}: {exc}") from None
-    mod_name = "initaudit_target_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    # Keyed by path and content: a file edited since (rewrite's candidates, a long pytest
+    # session) is imported afresh, never served from the first import.
+    mod_name = "initaudit_target_" + hashlib.sha256(f"{path}\0{text}".encode()).hexdigest()[:12]
     if mod_name in sys.modules:
         return sys.modules[mod_name], str(path)
     spec = importlib.util.spec_from_file_location(mod_name, path)

@@ -125,3 +125,19 @@ def test_lazy_model_needs_example_input_and_check_reuses_it(cli, tmp_path):
     cli("check", lazy, "--against", str(out), "--example-input", "2,3", "-q", check=0)
     bad = cli("freeze", lazy, "--example-input", "2,x", "--out", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "not a shape" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["freeze", "examples/mlp.py", "--out", "."], "'--out': File '.' is a directory"),
+        (["freeze"], "Missing argument 'TARGET'"),
+        (["freeze", "examples/mlp.py", "--seed", "x"], "'--seed': 'x' is not a valid integer"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(cli, args, needle):
+    proc = cli(*args, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert needle in proc.stderr and "--help" in proc.stderr

@@ -163,3 +163,13 @@ def test_reshaped_values_are_caught(tmp_path):
     loaded = snap_mod.read(path)
     with pytest.raises(SnapshotError, match=r"stored as float32 \[3, 4\], the manifest says"):
         list(loaded.iter_values(["hid1.weight"]))
+
+
+def test_a_values_file_without_manifest_is_a_leftover_and_replaced(tmp_path):
+    """Values are renamed into place first, the manifest last: a write interrupted between the
+    two leaves values without a manifest, which is no snapshot and must not block the next."""
+    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    leftover = tmp_path / "s.safetensors"
+    leftover.write_bytes(b"half of an earlier run")
+    path = snap_mod.write(snap, tmp_path / "s.json")
+    assert list(snap_mod.verify_values(snap_mod.read(path)))  # the new values, hash-checked

@@ -82,3 +82,13 @@ def test_parse_shape():
     for bad in ("2,x", "", "-1,3", "two,three"):
         with pytest.raises(UsageError):
             parse_shape(bad)
+
+
+def test_an_edited_file_is_imported_afresh(tmp_path):
+    """One process resolving a file twice sees its current content (rewrite verifies edited
+    candidates; a pytest session may edit a model between two checks)."""
+    path = tmp_path / "net.py"
+    path.write_text("from torch import nn\n\ndef build_model():\n    return nn.Linear(2, 3)\n")
+    assert resolve(str(path)).build().weight.shape == (3, 2)
+    path.write_text("from torch import nn\n\ndef build_model():\n    return nn.Linear(4, 5)\n")
+    assert resolve(str(path)).build().weight.shape == (5, 4)
