@@ -31,6 +31,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import TargetError
 from .recipes import INIT_FUNCTIONS
+from .snapshot import tensor_bytes
 from .target import lazy_tensor_names
 
 try:  # torch >= 2.0
@@ -60,10 +61,13 @@ _VIEW_TAG = None  # computed lazily: ops whose outputs alias their inputs carry 
 
 def rng_digest(generator: torch.Generator | None = None) -> str:
     """A short digest of a generator's state (the global CPU generator by default)."""
-    from .snapshot import tensor_bytes
-
     gen = generator if generator is not None else torch.default_generator
-    return hashlib.blake2b(tensor_bytes(gen.get_state()), digest_size=8).hexdigest()
+    state = gen.get_state()  # a contiguous CPU uint8 tensor
+    try:
+        raw: Any = state.numpy()  # zero-copy; this runs once per random op of the build
+    except RuntimeError:  # torch before 2.3 under NumPy 2: the copying path
+        raw = tensor_bytes(state)
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
 def _generator_for(device: torch.device | None) -> torch.Generator | None:
