@@ -467,12 +467,13 @@ def _explainable(program: Program, kept: list[Step], residual: set[int]) -> None
                         f"{label}: its {t.tensor.numel()} values come from outside the model "
                         f"(at {_short_site(events[0].site or '?')}), not from torch's RNG"
                     )
+                    continue
             else:
                 problems.append(
                     f"{label}: never fully written after allocation (uninitialized memory)"
                 )
                 continue
-        if label in program.unfixed and not (problems and problems[-1].startswith(f"{label}: ")):
+        if label in program.unfixed:
             problems.append(f"{label}: {program.unfixed[label]}")
     for step in kept:
         for d in step.dispatches:
