@@ -323,6 +323,23 @@ Exit codes: 0 identical, 1 drift, 2 usage or input error.
 """
 
 
+def report_out_option(fn: Any) -> Any:
+    """``--out FILE.html``: where ``--format html`` writes its page (default: stdout)."""
+    return click.option(
+        "--out",
+        "report_out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="With --format html: write the self-contained page here (default: stdout).",
+    )(fn)
+
+
+def check_report_out(fmt: str, report_out: Path | None) -> None:
+    """Refuse ``--out`` without ``--format html`` (it would silently be ignored)."""
+    if report_out is not None and fmt != "html":
+        raise UsageError("--out writes the HTML report; add --format html")
+
+
 def tolerance_options(fn: Any) -> Any:
     """``--atol`` and ``--rtol``."""
     for opt in reversed(
@@ -354,13 +371,15 @@ def tolerance_options(fn: Any) -> Any:
     help="Hash-check every stored value of both snapshots first (diff otherwise reads only "
     "the values of tensors whose digests differ).",
 )
-@format_option("text", "json", "markdown")
+@format_option("text", "json", "markdown", "html")
+@report_out_option
 def diff(
     snapshots: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
     verify: bool,
     fmt: str,
+    report_out: Path | None,
 ) -> None:
     """Say what drifted between two snapshots of one target, how, and why.
 
@@ -371,6 +390,7 @@ def diff(
     from . import render_diff
     from . import snapshot as snapshot_mod
 
+    check_report_out(fmt, report_out)
     if len(snapshots) == 1 and Path(snapshots[0]).is_dir():
         from . import matrix as matrix_mod
         from . import render_matrix
@@ -378,9 +398,14 @@ def diff(
         if verify:
             raise UsageError("--verify takes two snapshot files, not a folder")
         result = matrix_mod.diff_folder(snapshots[0], atol, rtol)
-        {"json": render_matrix.matrix_json, "markdown": render_matrix.print_markdown}.get(
-            fmt, render_matrix.matrix_text
-        )(result)
+        if fmt == "html":
+            from . import render_html
+
+            render_html.write(render_html.matrix_html(result), report_out)
+        else:
+            {"json": render_matrix.matrix_json, "markdown": render_matrix.print_markdown}.get(
+                fmt, render_matrix.matrix_text
+            )(result)
         sys.exit(result.exit_code)
     if len(snapshots) != 2:
         raise UsageError(
@@ -393,9 +418,14 @@ def diff(
                 for _ in snapshot_mod.verify_values(snap):
                     pass
     report = diff_mod.diff_snapshots(before, after, atol=atol, rtol=rtol)
-    {"json": render_diff.diff_json, "markdown": render_diff.print_markdown}.get(
-        fmt, render_diff.diff_text
-    )(report)
+    if fmt == "html":
+        from . import render_html
+
+        render_html.write(render_html.diff_html(report), report_out)
+    else:
+        {"json": render_diff.diff_json, "markdown": render_diff.print_markdown}.get(
+            fmt, render_diff.diff_text
+        )(report)
     sys.exit(report.exit_code)
 
 
@@ -603,7 +633,8 @@ Exit codes: 0 no error finding, 1 an error finding, 2 usage or input error.
     help="Skip the rebuild in a fresh process with only torch seeded (the check for values "
     "from NumPy/Python RNGs, time, os.urandom or garbage memory).",
 )
-@format_option("text", "json")
+@format_option("text", "json", "html")
+@report_out_option
 def inspect(
     target: str,
     args: tuple[str, ...],
@@ -615,6 +646,7 @@ def inspect(
     example_input: str | None,
     no_rerun: bool,
     fmt: str,
+    report_out: Path | None,
 ) -> None:
     """Audit how every parameter and buffer of TARGET gets its initial value.
 
@@ -624,6 +656,7 @@ def inspect(
     from . import audit as audit_mod
     from . import render_audit
 
+    check_report_out(fmt, report_out)
     shape = parse_example_input(example_input)
     if target.endswith(".json") and ":" not in target:
         from . import snapshot as snapshot_mod
@@ -650,6 +683,10 @@ def inspect(
             )
     if fmt == "json":
         render_audit.audit_json(report)
+    elif fmt == "html":
+        from . import render_html
+
+        render_html.write(render_html.audit_html(report), report_out)
     else:
         render_audit.audit_text(report)
     if report.exit_code:
@@ -697,7 +734,8 @@ Exit codes: 0 every consecutive pair identical, 1 drift, 2 usage, input or insta
     help="Extra pip requirement the model needs in every environment (e.g. transformers).",
 )
 @snapshot_dir_option("Root for the snapshots (snapshots/<model>/torch-<version>-seed<seed>.json).")
-@format_option("text", "json", "markdown")
+@format_option("text", "json", "markdown", "html")
+@report_out_option
 def matrix(
     target: str,
     args: tuple[str, ...],
@@ -711,11 +749,13 @@ def matrix(
     extra: tuple[str, ...],
     snapshot_dir: Path,
     fmt: str,
+    report_out: Path | None,
 ) -> None:
     """Freeze TARGET under several torch versions side by side and diff consecutive versions."""
     from . import matrix as matrix_mod
     from . import render_matrix
 
+    check_report_out(fmt, report_out)
     result = matrix_mod.run_matrix(
         target,
         list(versions),
@@ -729,9 +769,14 @@ def matrix(
         extra=extra,
         log=(lambda m: None) if quiet else render_matrix.note,
     )
-    {"json": render_matrix.matrix_json, "markdown": render_matrix.print_markdown}.get(
-        fmt, render_matrix.matrix_text
-    )(result)
+    if fmt == "html":
+        from . import render_html
+
+        render_html.write(render_html.matrix_html(result), report_out)
+    else:
+        {"json": render_matrix.matrix_json, "markdown": render_matrix.print_markdown}.get(
+            fmt, render_matrix.matrix_text
+        )(result)
     if result.exit_code:
         sys.exit(result.exit_code)
 

@@ -79,6 +79,10 @@ class Prediction:
     high: float | None = None
     kurtosis: float = 3.0  # of one draw; sets the standard error of the sample std
     constant: bool = False
+    #: The distribution itself, for plotting its density: ``uniform`` (low, high), ``normal``
+    #: (mean, std), ``truncnormal`` (the parent normal's mean and std, low, high), ``constant``.
+    dist: str = "normal"
+    params: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """This prediction as a JSON-compatible dict."""
@@ -217,6 +221,8 @@ class AuditReport:
     example_input: list[int] | None = None
     rerun: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    #: The audited snapshot (its values, when it holds them, feed the HTML report's plots).
+    snapshot: Snapshot | None = field(default=None, repr=False, compare=False)
 
     @property
     def errors(self) -> list[Finding]:
@@ -284,15 +290,32 @@ def _uniform(lo: float, hi: float) -> Prediction:
         low=lo,
         high=hi,
         kurtosis=1.8,
+        dist="uniform",
+        params={"low": lo, "high": hi},
     )
 
 
 def _normal(mean: float, std: float) -> Prediction:
-    return Prediction(recipe=f"N({_g(mean)}, {_g(std)})", mean=mean, std=std)
+    return Prediction(
+        recipe=f"N({_g(mean)}, {_g(std)})",
+        mean=mean,
+        std=std,
+        dist="normal",
+        params={"mean": mean, "std": std},
+    )
 
 
 def _constant(v: float) -> Prediction:
-    return Prediction(recipe=f"= {_g(v)}", mean=v, std=0.0, low=v, high=v, constant=True)
+    return Prediction(
+        recipe=f"= {_g(v)}",
+        mean=v,
+        std=0.0,
+        low=v,
+        high=v,
+        constant=True,
+        dist="constant",
+        params={"value": v},
+    )
 
 
 def _phi(x: float) -> float:
@@ -319,6 +342,8 @@ def _trunc_normal(mean: float, std: float, a: float, b: float) -> Prediction | N
         low=a,
         high=b,
         kurtosis=3.0,  # at most 3: using 3 only widens the standard error (fewer alarms)
+        dist="truncnormal",
+        params={"mean": mean, "std": std, "low": a, "high": b},
     )
 
 
@@ -1017,6 +1042,7 @@ def audit(
         example_input=example_input,
         rerun=rerun_info,
         environment={k: env.get(k) for k in ("torch", "device", "default_dtype", "cpu_capability")},
+        snapshot=snapshot if isinstance(snapshot, Snapshot) else None,
     )
 
 
