@@ -117,13 +117,23 @@ def target_options(fn: Any) -> Any:
 
 
 def format_option(*choices: str) -> Any:
-    """``--format`` with the given choices, ``text`` first and default."""
+    """``--format`` with the given choices, ``text`` first and default (``github`` by default
+    inside GitHub Actions, where a command offers it)."""
+
+    def pick(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+        if value is not None:
+            return value
+        if "github" in choices and os.environ.get("GITHUB_ACTIONS") == "true":
+            return "github"
+        return choices[0]
+
     return click.option(
         "--format",
         "fmt",
         type=click.Choice(list(choices)),
-        default=choices[0],
-        show_default=True,
+        default=None,
+        callback=pick,
+        show_default=choices[0] + (" (github under GITHUB_ACTIONS)" if "github" in choices else ""),
         help="Output format.",
     )
 
@@ -340,6 +350,20 @@ def check_report_out(fmt: str, report_out: Path | None) -> None:
         raise UsageError("--out writes the HTML report; add --format html")
 
 
+def print_diff(report: Any, fmt: str) -> None:
+    """Print a diff report as ``text``, ``json``, ``markdown`` or ``github``."""
+    from . import render_diff
+
+    if fmt == "github":
+        from .render_github import diff_github
+
+        diff_github(report)
+        return
+    {"json": render_diff.diff_json, "markdown": render_diff.print_markdown}.get(
+        fmt, render_diff.diff_text
+    )(report)
+
+
 def tolerance_options(fn: Any) -> Any:
     """``--atol`` and ``--rtol``."""
     for opt in reversed(
@@ -371,7 +395,7 @@ def tolerance_options(fn: Any) -> Any:
     help="Hash-check every stored value of both snapshots first (diff otherwise reads only "
     "the values of tensors whose digests differ).",
 )
-@format_option("text", "json", "markdown", "html")
+@format_option("text", "json", "markdown", "html", "github")
 @report_out_option
 def diff(
     snapshots: tuple[str, ...],
@@ -387,7 +411,6 @@ def diff(
     version, each diffed against the one before.
     """
     from . import diff as diff_mod
-    from . import render_diff
     from . import snapshot as snapshot_mod
 
     check_report_out(fmt, report_out)
@@ -423,9 +446,7 @@ def diff(
 
         render_html.write(render_html.diff_html(report), report_out)
     else:
-        {"json": render_diff.diff_json, "markdown": render_diff.print_markdown}.get(
-            fmt, render_diff.diff_text
-        )(report)
+        print_diff(report, fmt)
     sys.exit(report.exit_code)
 
 
@@ -458,7 +479,7 @@ Exit codes: 0 matches (or --update wrote it), 1 drift, 2 usage or input error.
 @snapshot_dir_option("Where committed snapshots live (<dir>/<model>/*.json).")
 @tolerance_options
 @example_input_option
-@format_option("text", "json", "markdown")
+@format_option("text", "json", "markdown", "github")
 def check(
     target: str,
     args: tuple[str, ...],
@@ -476,16 +497,13 @@ def check(
 ) -> None:
     """Rebuild TARGET and check its initial weights against its committed snapshot."""
     from . import check as check_mod
-    from . import render_diff
 
     _, fresh = freeze_target(target, args, seed, device, dtype, quiet, example_input)
     result = check_mod.check_snapshot(
         fresh, against=against, snapshot_dir=snapshot_dir, update=update, atol=atol, rtol=rtol
     )
     if result.report is not None:
-        {"json": render_diff.diff_json, "markdown": render_diff.print_markdown}.get(
-            fmt, render_diff.diff_text
-        )(result.report)
+        print_diff(result.report, fmt)
     elif fmt == "json":
         render.print_json({"verdict": "created", "written": str(result.written)})
     if result.written is not None:

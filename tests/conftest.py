@@ -13,6 +13,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+MLP_SNAPSHOT = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
+
+#: A changed torch default, as an upgrade could bring: ``nn.Linear``'s bias starts at zero.
+#: Installed as a ``sitecustomize`` in the freezing process, it is a real recipe drift.
+ZERO_BIAS = """\
+import math
+
+import torch.nn as nn
+
+
+def reset_parameters(self):
+    nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+    if self.bias is not None:
+        nn.init.zeros_(self.bias)
+
+
+nn.Linear.reset_parameters = reset_parameters
+"""
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, check: int | None = None):
@@ -36,6 +54,21 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, check:
     if check is not None:
         assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
     return proc
+
+
+@pytest.fixture(scope="session")
+def zero_bias_drift(tmp_path_factory) -> tuple[Path, Path]:
+    """(committed examples/mlp.py snapshot, the same model frozen under ZERO_BIAS)."""
+    tmp = tmp_path_factory.mktemp("zero-bias")
+    site = tmp / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(ZERO_BIAS)
+    out = tmp / "zero" / "mlp.json"
+    run_cli(
+        "freeze", str(EXAMPLES / "mlp.py"), "--out", str(out), "-q",
+        env={"PYTHONPATH": str(site)}, check=0,
+    )  # fmt: skip
+    return MLP_SNAPSHOT, out
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
 """The HTML report, loaded in a real headless Chromium (Debian's ``chromium``, driven by
 Playwright): the verdict, the root cause, one plot per drifted tensor, no failed resource
 loads, and a screenshot that is not blank. The drift is real: examples/mlp.py built under a
-changed ``nn.Linear`` default (a ``sitecustomize`` that zero-inits its bias, as an upgrade could)
-against the committed snapshot."""
+changed ``nn.Linear`` default against the committed snapshot (conftest.zero_bias_drift)."""
 
 from __future__ import annotations
 
@@ -14,26 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EXAMPLES, ROOT, run_cli
+from .conftest import EXAMPLES, MLP_SNAPSHOT, run_cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
-
-ZERO_BIAS = """\
-import math
-
-import torch.nn as nn
-
-
-def reset_parameters(self):
-    nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-    if self.bias is not None:
-        nn.init.zeros_(self.bias)
-
-
-nn.Linear.reset_parameters = reset_parameters
-"""
-
+MLP = MLP_SNAPSHOT
 
 @pytest.fixture(scope="module")
 def browser():
@@ -88,23 +71,8 @@ def not_blank(png: Path) -> None:
     assert white < 0.97, f"the screenshot is {white:.0%} one colour"
 
 
-@pytest.fixture(scope="module")
-def drifted(tmp_path_factory):
-    """A real recipe drift of examples/mlp.py: (committed snapshot, drifted snapshot, folder)."""
-    tmp = tmp_path_factory.mktemp("drift")
-    site = tmp / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(ZERO_BIAS)
-    out = tmp / "zero" / "mlp.json"
-    run_cli(
-        "freeze", str(EXAMPLES / "mlp.py"), "--out", str(out), "-q",
-        env={"PYTHONPATH": str(site)}, check=0,
-    )  # fmt: skip
-    return MLP, out, tmp
-
-
-def test_diff_report_in_chromium(browser, drifted, tmp_path):
-    before, after, _ = drifted
+def test_diff_report_in_chromium(browser, zero_bias_drift, tmp_path):
+    before, after = zero_bias_drift
     report = tmp_path / "diff.html"
     proc = run_cli("diff", str(before), str(after), "--format", "html", "--out", str(report))
     assert proc.returncode == 1 and proc.stdout == "", proc.stderr  # drift: exit 1, page in file
@@ -155,8 +123,8 @@ def test_inspect_report_in_chromium(browser, tmp_path):
     not_blank(shot)
 
 
-def test_matrix_report_in_chromium(browser, drifted, tmp_path):
-    before, after, _ = drifted
+def test_matrix_report_in_chromium(browser, zero_bias_drift, tmp_path):
+    before, after = zero_bias_drift
     folder = tmp_path / "both"
     for i, snap in enumerate((before, after)):
         (folder / str(i)).mkdir(parents=True)
