@@ -83,11 +83,14 @@ def main() -> None:
 # ------------------------------------------------------------------------------ shared options
 
 
-def target_options(fn: Any) -> Any:
-    """Options every command that builds a model takes."""
+def target_options(fn: Any = None, *, optional: bool = False) -> Any:
+    """Options every command that builds a model takes (``optional``: TARGET may be left out,
+    and the command then acts on every model of ``[tool.initaudit]``)."""
+    if fn is None:
+        return lambda f: target_options(f, optional=optional)
     for opt in reversed(
         [
-            click.argument("target"),
+            click.argument("target", required=not optional),
             click.option(
                 "--arg",
                 "args",
@@ -170,14 +173,42 @@ def check_device(device: str) -> None:
 
 
 def snapshot_dir_option(help_text: str) -> Any:
-    """``--snapshot-dir DIR`` (default ``snapshots``) with a command's own help text."""
+    """``--snapshot-dir DIR`` with a command's own help text; left out, it is the project
+    config's ``snapshot-dir`` (``[tool.initaudit]``), else ``snapshots``."""
+
+    def pick(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+        if value is not None:
+            return value
+        cfg = project_config(ctx)
+        return cfg.snapshot_dir if cfg is not None and cfg.snapshot_dir else Path("snapshots")
+
     return click.option(
         "--snapshot-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        default=Path("snapshots"),
-        show_default=True,
+        default=None,
+        callback=pick,
+        show_default="snapshots, or [tool.initaudit] snapshot-dir",
         help=help_text,
     )
+
+
+def project_config(ctx: click.Context | None = None) -> Any:
+    """The ``[tool.initaudit]`` of the nearest pyproject.toml (None without one), read once."""
+    from . import config
+
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    if "initaudit_config" not in root.meta:
+        root.meta["initaudit_config"] = config.discover()
+    return root.meta["initaudit_config"]
+
+
+def from_config(ctx: click.Context, name: str, value: Any, configured: Any) -> Any:
+    """``value`` as given on the command line, else the project config's ``configured``."""
+    source = ctx.get_parameter_source(name)
+    if configured is not None and source is click.core.ParameterSource.DEFAULT:
+        return configured
+    return value
 
 
 def example_input_option(fn: Any) -> Any:
@@ -210,11 +241,32 @@ def freeze_target(
     example_input: str | None = None,
 ) -> tuple[Any, Any]:
     """Resolve and freeze a target in memory, with progress on a terminal."""
-    from .snapshot import freeze
-
     check_device(device)
     shape = parse_example_input(example_input)
     target = resolve_target(spec, args)
+    return target, freeze_resolved(target, seed, device, dtype, quiet, shape)
+
+
+def freeze_model(model: Any, device: str, dtype: str | None, quiet: bool) -> Any:
+    """Freeze one configured model (``[[tool.initaudit.models]]``) in memory."""
+    from .target import resolve
+
+    check_device(device)
+    shape = parse_example_input(model.example_input)
+    return freeze_resolved(resolve(model.target, model.args), model.seed, device, dtype, quiet, shape)
+
+
+def freeze_resolved(
+    target: Any,
+    seed: int,
+    device: str,
+    dtype: str | None,
+    quiet: bool,
+    shape: tuple[int, ...] | None,
+) -> Any:
+    """Freeze a resolved target in memory, with progress on a terminal; return the snapshot."""
+    from .snapshot import freeze
+
     reporter = render.Reporter(enabled=not quiet)
     with reporter.stage(f"building {target.name} under seed {seed}") as rep:
         snap, _ = freeze(
@@ -226,7 +278,7 @@ def freeze_target(
             on_tensor=rep.hashing(target.name),
             example_input=shape,
         )
-    return target, snap
+    return snap
 
 
 # ------------------------------------------------------------------------------ freeze
@@ -242,7 +294,7 @@ Examples:
 
 
 @main.command(epilog=_EPILOG_FREEZE)
-@target_options
+@target_options(optional=True)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -264,7 +316,7 @@ Examples:
 @example_input_option
 @format_option("text", "json")
 def freeze(
-    target: str,
+    target: str | None,
     args: tuple[str, ...],
     seed: int,
     device: str,
@@ -281,10 +333,48 @@ def freeze(
     """Build TARGET under a seed and snapshot its initial parameters and buffers.
 
     TARGET is path/to/file.py, path/to/file.py:NAME or package.module:NAME, where NAME is an
-    nn.Module subclass or a function returning one.
+    nn.Module subclass or a function returning one. Without TARGET: every model of
+    [tool.initaudit] in the nearest pyproject.toml, each to its default snapshot path.
     """
     from . import snapshot as snapshot_mod
 
+    if target is None:
+        cfg = configured_models(
+            project_config(),
+            "freeze",
+            arg=args,
+            out=out,
+            stream=stream,
+            example_input=example_input,
+        )
+        snapshot_dir = snapshot_dir.resolve()
+        os.chdir(cfg.root)  # the config's paths are relative to its folder
+        done: list[dict[str, Any]] = []
+        for model in cfg.models:
+            entry: dict[str, Any] = {"target": model.target, "args": model.args, "seed": model.seed}
+            try:
+                snap = freeze_model(model, device, dtype, quiet)
+                path = snapshot_mod.default_path(snap.manifest, snapshot_dir)
+                entry["written"] = str(snapshot_mod.write(snap, path, digest_only=digest_only, force=force))
+                entry["tensors"] = len(snap.tensors)
+            except InitAuditError as exc:
+                entry["error"] = str(exc)
+            done.append(entry)
+        failed = [e for e in done if "error" in e]
+        if fmt == "json":
+            render.print_json({"models": done, "exit_code": 2 if failed else 0})
+        else:
+            for e in done:
+                label = e["target"] + "".join(f" {k}={v!r}" for k, v in e["args"].items())
+                if "error" in e:
+                    render.error(f"{label}: {e['error']}")
+                else:
+                    render.console().print(
+                        f"{label}: wrote {e['written']} ({e['tensors']} tensors)",
+                        markup=False,
+                        highlight=False,
+                    )
+        sys.exit(2 if failed else 0)
     snap = None
     if stream and not digest_only:
         raise UsageError("--stream needs --digest-only (a streamed model's values are not kept)")
@@ -464,7 +554,7 @@ Exit codes: 0 matches (or --update wrote it), 1 drift, 2 usage or input error.
 
 
 @main.command(epilog=_EPILOG_CHECK)
-@target_options
+@target_options(optional=True)
 @click.option(
     "--against",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -481,7 +571,7 @@ Exit codes: 0 matches (or --update wrote it), 1 drift, 2 usage or input error.
 @example_input_option
 @format_option("text", "json", "markdown", "github")
 def check(
-    target: str,
+    target: str | None,
     args: tuple[str, ...],
     seed: int,
     device: str,
@@ -495,9 +585,38 @@ def check(
     example_input: str | None,
     fmt: str,
 ) -> None:
-    """Rebuild TARGET and check its initial weights against its committed snapshot."""
+    """Rebuild TARGET and check its initial weights against its committed snapshot.
+
+    Without TARGET: check every model of [tool.initaudit] in the nearest pyproject.toml, with
+    one summary and one exit code.
+    """
     from . import check as check_mod
 
+    ctx = click.get_current_context()
+    cfg = project_config(ctx)
+    if cfg is not None:
+        fmt = from_config(ctx, "fmt", fmt, cfg.format)
+        atol = atol if atol is not None else cfg.atol
+        rtol = rtol if rtol is not None else cfg.rtol
+    if target is None:
+        cfg = configured_models(
+            cfg, "check", arg=args, against=against, example_input=example_input
+        )
+        if fmt == "html":
+            raise UsageError("check writes no HTML report; use diff --format html")
+        os.chdir(cfg.root)  # the config's paths are relative to its folder
+        from .render_project import print_project
+
+        project = check_mod.check_project(
+            _with(cfg, atol=atol, rtol=rtol, snapshot_dir=snapshot_dir.resolve()),
+            lambda m: freeze_model(m, device, dtype, quiet),
+            update=update,
+        )
+        print_project(project, fmt)
+        for m in project.models:
+            if m.result is not None and m.result.written is not None:
+                render.err_console().print(f"initaudit: wrote {m.result.written}", highlight=False)
+        sys.exit(project.exit_code)
     _, fresh = freeze_target(target, args, seed, device, dtype, quiet, example_input)
     result = check_mod.check_snapshot(
         fresh, against=against, snapshot_dir=snapshot_dir, update=update, atol=atol, rtol=rtol
@@ -509,6 +628,25 @@ def check(
     if result.written is not None:
         render.err_console().print(f"initaudit: wrote {result.written}", highlight=False)
     sys.exit(result.exit_code)
+
+
+def configured_models(cfg: Any, command: str, **given: Any) -> Any:
+    """The project config, when it configures models; a usage error otherwise."""
+    if cfg is None or not cfg.models:
+        where = cfg.path if cfg is not None else "no pyproject.toml found"
+        raise UsageError(
+            f"{command} needs a TARGET, or [[tool.initaudit.models]] in pyproject.toml ({where})"
+        )
+    extra = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
+    if extra:
+        raise UsageError(f"{', '.join(extra)} go(es) with a TARGET, not with the configured models")
+    return cfg
+
+
+def _with(cfg: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
 
 
 # ------------------------------------------------------------------------------ explicit, rewrite

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .diff import DiffReport, diff_snapshots
-from .errors import SnapshotError
+from .errors import InitAuditError, SnapshotError
 from .snapshot import Snapshot, default_path, read, write
 
 
@@ -115,3 +115,80 @@ def check_snapshot(
         write(fresh, out, digest_only=not committed.has_values(), force=True)
         result.written = out
     return result
+
+
+# --------------------------------------------------------------------------- project config
+
+
+@dataclass
+class ModelCheck:
+    """The check of one configured model: its result, or the error that stopped it."""
+
+    model: Any  # config.ModelConfig
+    result: CheckResult | None = None
+    error: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``identical``, ``drift``, ``updated``, ``created`` or ``error``."""
+        if self.error is not None or self.result is None:
+            return "error"
+        if self.result.report is None:
+            return "created"
+        if self.result.written is not None:
+            return "updated"
+        return "drift" if self.result.drift else "identical"
+
+    @property
+    def exit_code(self) -> int:
+        """2 for an error, 1 for drift not accepted with ``update``, else 0."""
+        if self.verdict == "error":
+            return 2
+        return self.result.exit_code if self.result is not None else 2
+
+
+@dataclass
+class ProjectCheck:
+    """Every configured model's check, with one verdict and one exit code."""
+
+    config: Any  # config.ProjectConfig
+    models: list[ModelCheck]
+
+    @property
+    def exit_code(self) -> int:
+        """2 if any model could not be checked, else 1 if any drifted, else 0."""
+        return max((m.exit_code for m in self.models), default=0)
+
+    @property
+    def verdict(self) -> str:
+        """``error``, ``drift`` or ``identical`` for the project as a whole."""
+        return {2: "error", 1: "drift", 0: "identical"}[self.exit_code]
+
+
+def check_project(
+    config: Any,
+    freeze_model: Any,
+    *,
+    update: bool = False,
+    on_model: Any = None,
+) -> ProjectCheck:
+    """Check every model of a project configuration; one model's error does not stop the rest.
+
+    ``freeze_model(model_config)`` builds one configured model and returns its fresh in-memory
+    snapshot (the CLI passes one that shows progress); paths resolve from the config's folder.
+    """
+    snapshot_dir = config.snapshot_dir or config.root / "snapshots"
+    out: list[ModelCheck] = []
+    for model in config.models:
+        if on_model is not None:
+            on_model(model)
+        entry = ModelCheck(model)
+        try:
+            fresh = freeze_model(model)
+            entry.result = check_snapshot(
+                fresh, snapshot_dir=snapshot_dir, update=update, atol=config.atol, rtol=config.rtol
+            )
+        except InitAuditError as exc:
+            entry.error = str(exc)
+        out.append(entry)
+    return ProjectCheck(config, out)

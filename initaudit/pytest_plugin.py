@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 _UPDATE = "--initaudit-update"
+_MODELS = "--initaudit-models"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,10 +34,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Write new initaudit snapshots instead of failing on drift (or a missing snapshot).",
     )
+    group.addoption(
+        _MODELS,
+        action="store_true",
+        default=False,
+        help="Collect one test per model of [tool.initaudit] in the rootdir's pyproject.toml.",
+    )
     parser.addini(
         "initaudit_snapshot_dir",
-        "Folder of committed initaudit snapshots, relative to the rootdir (default: snapshots).",
-        default="snapshots",
+        "Folder of committed initaudit snapshots, relative to the rootdir (default: snapshots, "
+        "or [tool.initaudit] snapshot-dir).",
+        default=None,
+    )
+    parser.addini(
+        "initaudit_models",
+        "Collect one test per model of [tool.initaudit] (like --initaudit-models).",
+        type="bool",
+        default=False,
     )
 
 
@@ -64,6 +78,7 @@ def assert_init_matches(
     update: bool = False,
     atol: float | None = None,
     rtol: float | None = None,
+    example_input: tuple[int, ...] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Fail the current test unless ``target``'s seeded init matches its committed snapshot."""
@@ -75,7 +90,7 @@ def assert_init_matches(
     error = None
     try:
         tgt = _target(target, kwargs)
-        fresh, _ = freeze(tgt, seed, device=device, dtype=dtype)
+        fresh, _ = freeze(tgt, seed, device=device, dtype=dtype, example_input=example_input)
         result = check_snapshot(
             fresh,
             against=Path(against) if against is not None else None,
@@ -115,11 +130,79 @@ class SnapshotChecker:
         return assert_init_matches(target, **options)
 
 
+def _snapshot_dir(config: pytest.Config) -> Path:
+    """The ini option, else the project config's ``snapshot-dir``, else ``snapshots``."""
+    ini = config.getini("initaudit_snapshot_dir")
+    if ini:
+        folder = Path(ini)
+        return folder if folder.is_absolute() else Path(config.rootpath) / folder
+    project = _project(config)
+    if project is not None and project.snapshot_dir is not None:
+        return project.snapshot_dir
+    return Path(config.rootpath) / "snapshots"
+
+
+def _project(config: pytest.Config) -> Any:
+    """``[tool.initaudit]`` of the rootdir's pyproject.toml (None without one)."""
+    from .config import load
+
+    path = Path(config.rootpath) / "pyproject.toml"
+    return load(path) if path.is_file() else None
+
+
 @pytest.fixture
 def initaudit_snapshot(request: pytest.FixtureRequest) -> SnapshotChecker:
     """A callable asserting that a model's init matches its committed snapshot."""
     config = request.config
-    folder = Path(config.getini("initaudit_snapshot_dir") or "snapshots")
-    if not folder.is_absolute():
-        folder = Path(config.rootpath) / folder
-    return SnapshotChecker(folder, bool(config.getoption(_UPDATE)))
+    return SnapshotChecker(_snapshot_dir(config), bool(config.getoption(_UPDATE)))
+
+
+class ModelItem(pytest.Item):
+    """One configured model (``[[tool.initaudit.models]]``), checked as a test."""
+
+    def __init__(self, *, model: Any, project: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.project = project
+
+    def runtest(self) -> None:
+        """Check the model against its committed snapshot (paths from the config's folder)."""
+        from .target import parse_shape
+
+        shape = parse_shape(self.model.example_input) if self.model.example_input else None
+        target = self.model.target
+        if target.partition(":")[0].endswith(".py"):  # a file: relative to the config's folder
+            target = str(self.project.root / target)
+        assert_init_matches(
+            target,
+            seed=self.model.seed,
+            snapshot_dir=_snapshot_dir(self.config),
+            update=bool(self.config.getoption(_UPDATE)),
+            atol=self.project.atol,
+            rtol=self.project.rtol,
+            example_input=shape,
+            **self.model.args,
+        )
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        """Where the test comes from: the pyproject.toml that configures the model."""
+        return self.project.path, None, f"initaudit: {self.model.label}"
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """With ``--initaudit-models`` (or ``initaudit_models = true``): one test per model."""
+    if not (config.getoption(_MODELS) or config.getini("initaudit_models")):
+        return
+    project = _project(config)
+    if project is None or not project.models:
+        raise pytest.UsageError(
+            f"{_MODELS}: no [[tool.initaudit.models]] in {config.rootpath / 'pyproject.toml'}"
+        )
+    for model in project.models:
+        items.append(
+            ModelItem.from_parent(
+                session, name=f"initaudit[{model.label}]", model=model, project=project
+            )
+        )

@@ -16,24 +16,24 @@ from .diff import DiffReport
 from .render_diff import diff_markdown, diff_text, verdict_line
 
 
-def _data(text: str) -> str:
+def escape_data(text: str) -> str:
     """Escape a workflow command's message (GitHub's rules: %, CR, LF)."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def _prop(text: str) -> str:
+def escape_property(text: str) -> str:
     """Escape a workflow command's property value (also ``:`` and ``,``)."""
-    return _data(text).replace(":", "%3A").replace(",", "%2C")
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _location(site: str | None) -> str:
+def location(site: str | None) -> str:
     """``file=…,line=…,`` for a ``path:line`` site (empty when there is none)."""
     if not site:
         return ""
     path, _, line = site.rpartition(":")
     if not path or not line.isdigit():
-        return f"file={_prop(site)},"
-    return f"file={_prop(path)},line={line},"
+        return f"file={escape_property(site)},"
+    return f"file={escape_property(path)},line={line},"
 
 
 def annotations(report: DiffReport) -> list[str]:
@@ -42,15 +42,15 @@ def annotations(report: DiffReport) -> list[str]:
     rc = report.root_cause
     if rc is not None:
         title = f"initaudit: {rc.name} ({rc.status})"
-        out.append(f"::error {_location(rc.site)}title={_prop(title)}::{_data(rc.reason)}")
+        out.append(f"::error {location(rc.site)}title={escape_property(title)}::{escape_data(rc.reason)}")
     elif report.drift:
-        out.append(f"::error title={_prop('initaudit: drift')}::{_data(verdict_line(report))}")
+        out.append(f"::error title={escape_property('initaudit: drift')}::{escape_data(verdict_line(report))}")
     for td in report.tensors:
         if td.status == "identical" or (rc is not None and td.name == rc.name):
             continue
         title = f"initaudit: {td.name} ({td.status})"
         out.append(
-            f"::notice {_location(td.entry.get('site'))}title={_prop(title)}::{_data(td.reason)}"
+            f"::notice {location(td.entry.get('site'))}title={escape_property(title)}::{escape_data(td.reason)}"
         )
     return out
 

@@ -43,11 +43,11 @@ def test_github_is_the_default_under_actions_and_identical_says_nothing(tmp_path
 
 
 def test_workflow_command_escaping():
-    from initaudit.render_github import _data, _location, _prop
+    from initaudit.render_github import escape_data, escape_property, location
 
-    assert _prop("a:b,c%") == "a%3Ab%2Cc%25"
-    assert _data("x\ny%") == "x%0Ay%25"
-    assert _location("models/gpt2/modeling_gpt2.py:120") == (
+    assert escape_property("a:b,c%") == "a%3Ab%2Cc%25"
+    assert escape_data("x\ny%") == "x%0Ay%25"
+    assert location("models/gpt2/modeling_gpt2.py:120") == (
         "file=models/gpt2/modeling_gpt2.py,line=120,"
     )
-    assert _location(None) == ""
+    assert location(None) == ""
