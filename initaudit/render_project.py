@@ -38,7 +38,12 @@ def _snapshot(m: Any) -> str:
     if m.result is None:
         return ""
     path = m.result.written or m.result.against
-    return str(path) if path is not None else ""
+    if path is None:
+        return ""
+    try:  # the CLI runs from the config's folder: paths read relative to it
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def summary_line(project: ProjectCheck) -> str:
