@@ -23,6 +23,8 @@ import pytest
 
 _UPDATE = "--initaudit-update"
 _MODELS = "--initaudit-models"
+#: What ``--initaudit-update`` did in this session: (wrote | updated | unchanged, model, path).
+_UPDATES: list[tuple[str, str, str]] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -106,6 +108,11 @@ def assert_init_matches(
             f"; run pytest {_UPDATE} to create it" if "no committed snapshot" in str(error) else ""
         )
         pytest.fail(f"initaudit: {error.message}{hint}", pytrace=False)
+    if update:
+        action = "unchanged"
+        if result.written is not None:
+            action = "wrote" if result.report is None else "updated"
+        _UPDATES.append((action, tgt.name, str(result.written or result.against)))
     if result.exit_code:
         pytest.fail(
             f"initaudit: the initial weights of {tgt.name} drifted from {result.against}\n"
@@ -128,6 +135,25 @@ class SnapshotChecker:
         options.setdefault("snapshot_dir", self.snapshot_dir)
         options.setdefault("update", self.update)
         return assert_init_matches(target, **options)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start each session with an empty record of snapshot updates."""
+    _UPDATES.clear()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Under ``--initaudit-update``: which snapshots were written, updated or left unchanged."""
+    if not config.getoption(_UPDATE):
+        return
+    terminalreporter.section("initaudit snapshots")
+    if not _UPDATES:
+        terminalreporter.write_line("no initaudit check ran")
+    for action, name, path in _UPDATES:
+        terminalreporter.write_line(f"{action:9} {name}: {path}")
+    counts = {a: sum(x[0] == a for x in _UPDATES) for a in ("wrote", "updated", "unchanged")}
+    if _UPDATES:
+        terminalreporter.write_line(", ".join(f"{n} {a}" for a, n in counts.items()))
 
 
 def _snapshot_dir(config: pytest.Config) -> Path:

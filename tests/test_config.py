@@ -126,8 +126,10 @@ def test_pytest_plugin_collects_one_test_per_model(pytester, repo: Path):
     result = pytester.runpytest_subprocess("--initaudit-models", "-p", "no:cacheprovider", "-v")
     result.assert_outcomes(failed=2)  # nothing frozen yet: both fail, saying how to fix it
     result.stdout.fnmatch_lines(["*initaudit*models/mlp.py*FAILED*", "*--initaudit-update*"])
-    pytester.runpytest_subprocess("--initaudit-models", "--initaudit-update").assert_outcomes(
-        passed=2
-    )
+    result = pytester.runpytest_subprocess("--initaudit-models", "--initaudit-update")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*initaudit snapshots*", "wrote *mlp*", "*2 wrote, 0 updated, 0 unchanged*"])
     assert len(list((pytester.path / "frozen").rglob("*.json"))) == 2
     pytester.runpytest_subprocess("--initaudit-models").assert_outcomes(passed=2)
+    result = pytester.runpytest_subprocess("--initaudit-models", "--initaudit-update")
+    result.stdout.fnmatch_lines(["unchanged *", "*0 wrote, 0 updated, 2 unchanged*"])
