@@ -24,7 +24,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.text import Text
+
+from .tables import Column, layout
 
 _CONSOLE: Console | None = None
 _ERR: Console | None = None
@@ -152,6 +154,13 @@ _ORIGIN_STYLE = {
 
 #: A freeze summary lists every tensor up to this many; beyond, the head and the tail.
 SUMMARY_ROWS = 60
+_FREEZE_COLUMNS = (
+    Column("#", justify="right", style="dim"),
+    Column("tensor", names=True),
+    Column("shape", drop=2),
+    Column("init", limit=34),
+    Column("origin", drop=1, limit=28),
+)
 
 
 def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
@@ -159,16 +168,10 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
     con = console()
     tgt = manifest["target"]
     env = manifest["provenance"]
-    table = Table(
-        title=f"{tgt['name']} · seed {manifest['seed']} · torch {env['torch']} · "
-        f"{env['device']} · {env['default_dtype']} · CPU {env['cpu_capability']}",
-        title_justify="left",
+    title = (
+        f"{tgt['name']} · seed {manifest['seed']} · torch {env['torch']} · "
+        f"{env['device']} · {env['default_dtype']} · CPU {env['cpu_capability']}"
     )
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("tensor")
-    table.add_column("shape")
-    table.add_column("init")
-    table.add_column("origin")
     counts: dict[str, int] = {}
     numel = 0
     nbytes = 0
@@ -181,29 +184,33 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
         counts[entry["origin"]] = counts.get(entry["origin"], 0) + 1
         numel += entry["stats"]["numel"]
         nbytes += entry["stats"]["numel"] * _itemsize(entry["dtype"])
+    rows: list[list[Text]] = []
     for i in shown:
         entry = entries[i]
         if len(shown) < len(entries) and i == len(entries) - SUMMARY_ROWS // 3:
-            table.add_row(
-                "…",
-                f"[dim]{len(entries) - len(shown):,} more tensors[/]",
-                "",
-                "[dim]all of them: --format json or initaudit inspect[/]",
-                "",
+            rows.append(
+                [
+                    Text("…"),
+                    Text(f"{len(entries) - len(shown):,} more tensors", style="dim"),
+                    Text(""),
+                    Text("all of them: --format json or initaudit inspect", style="dim"),
+                    Text(""),
+                ]
             )
         name = entry["name"]
         if entry.get("aliases"):
             name += " = " + ", ".join(entry["aliases"])
         init = entry["init"]["text"] if entry.get("init") else "—"
-        style = _ORIGIN_STYLE.get(entry["origin"], "")
-        table.add_row(
-            str(entry["order"]),
-            name,
-            "×".join(map(str, entry["shape"])) or "scalar",
-            init,
-            f"[{style}]{origin_text(entry)}[/]" if style else origin_text(entry),
+        rows.append(
+            [
+                Text(str(entry["order"])),
+                Text(name),
+                Text("×".join(map(str, entry["shape"])) or "scalar"),
+                Text(init),
+                Text(origin_text(entry), style=_ORIGIN_STYLE.get(entry["origin"], "")),
+            ]
         )
-    con.print(table)
+    con.print(layout(_FREEZE_COLUMNS, rows, con.width, title=title))
     parts = [f"{len(manifest['tensors'])} tensors", f"{numel:,} elements", human_bytes(nbytes)]
     parts += [f"{v} {k}" for k, v in sorted(counts.items())]
     orphans = len(manifest.get("orphan_draws") or [])

@@ -6,13 +6,13 @@ import inspect
 import os
 from typing import Any
 
-from rich import box
+from rich.console import Group
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from .audit import AuditReport, TensorRow, init_text
 from .render import console, print_json
+from .tables import Column, layout
 from .trace import signature_of
 
 _ORIGIN_STYLE = {
@@ -105,7 +105,20 @@ def _stat_cell(row: TensorRow) -> str:
     return cell
 
 
-def audit_table(report: AuditReport) -> Table:
+#: The inspect table's columns; ``drop``: the order they leave a narrow row (highest first).
+_COLUMNS = (
+    Column("#", justify="right", style="dim"),
+    Column("tensor", names=True),
+    Column("module", drop=5),
+    Column("shape", drop=3),
+    Column("final init", limit=34),
+    Column("origin", drop=1, limit=24),
+    Column("draws (lost)", drop=4, justify="right"),
+    Column("σ vs recipe", drop=2),
+)
+
+
+def audit_table(report: AuditReport) -> Group:
     """One row per tensor in RNG order: init, origin, draws and statistics against the recipe."""
     env = report.environment
     tgt = report.target
@@ -115,44 +128,8 @@ def audit_table(report: AuditReport) -> Table:
     if report.example_input:
         title += f" · example input {'×'.join(map(str, report.example_input))}"
     title += " · tensors in RNG order"
-    cells = [_cells(i, row, report) for i, row in enumerate(report.tensors)]
-    widths = _widths(cells, console().width)
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col, header in enumerate(_HEADERS):
-        table.add_column(
-            header,
-            width=widths[col],
-            justify="right" if header in ("#", "draws (lost)") else "left",
-            overflow="fold",
-            style="dim" if header == "#" else None,
-        )
-    for row_cells in cells:
-        table.add_row(*row_cells)
-    return table
-
-
-_HEADERS = ("#", "tensor", "module", "shape", "final init", "origin", "draws (lost)", "σ vs recipe")
-_FLEX = (1, 2, 4)  # tensor, module, final init: the columns that wrap when space is short
-
-
-def _widths(cells: list[list[str]], total: int) -> list[int]:
-    """Column widths: fixed columns at their natural width, the rest shared by the flexible ones."""
-    natural = [len(h) for h in _HEADERS]
-    for row_cells in cells:
-        for col, text in enumerate(row_cells):
-            natural[col] = max(natural[col], Text.from_markup(text).cell_len)
-    widths = list(natural)
-    room = (
-        total
-        - 3 * (len(_HEADERS) - 1)
-        - 2
-        - sum(w for c, w in enumerate(natural) if c not in _FLEX)
-    )
-    module = min(natural[2], 14)
-    tensor = min(natural[1], max(16, int((room - module) * 0.45)))
-    init = max(min(natural[4], room - module - tensor), 18)
-    widths[1], widths[2], widths[4] = tensor, module, init
-    return widths
+    cells = [[Text.from_markup(c) for c in _cells(i, row, report)] for i, row in enumerate(report.tensors)]
+    return layout(_COLUMNS, cells, console().width, title=title)
 
 
 def _cells(i: int, row: TensorRow, report: AuditReport) -> list[str]:

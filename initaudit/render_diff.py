@@ -7,11 +7,11 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from . import render
 from .diff import STATUSES, DiffReport, TensorDiff, report_to_json
+from .tables import Column, layout
 
 STYLE = {
     "identical": "green",
@@ -25,6 +25,13 @@ STYLE = {
     "removed": "magenta",
 }
 _MAX_IDENTICAL_NAMES = 6
+_DIFF_COLUMNS = (
+    Column("status"),
+    Column("tensor", names=True),
+    Column("shape", drop=2),
+    Column("init", limit=36),
+    Column("detail", drop=1, limit=40),
+)
 
 
 def _g(x: float | None) -> str:
@@ -155,46 +162,34 @@ def diff_text(report: DiffReport, console: Console | None = None) -> None:
     drifted = [t for t in report.tensors if t.status != "identical"]
     identical = [t for t in report.tensors if t.status == "identical"]
     if drifted or any(t.within_tolerance or t.own_change for t in identical):
-        table = Table(title_justify="left")
-        table.add_column("status")
-        table.add_column("tensor")
-        table.add_column("shape")
-        table.add_column("init")
-        table.add_column("detail")
-        first = True
+        rows: list[list[Text]] = []
         for status in STATUSES:
-            rows = [t for t in report.tensors if t.status == status]
-            if not rows:
+            group = [t for t in report.tensors if t.status == status]
+            if not group:
                 continue
-            if not first:
-                table.add_section()
-            first = False
+            badge = Text(status, style=STYLE[status])
             if status == "identical":
-                notable = [t for t in rows if t.within_tolerance or t.own_change]
+                notable = [t for t in group if t.within_tolerance or t.own_change]
                 for t in notable:
                     why = "within tolerance · " + detail(t) if t.within_tolerance else t.reason
-                    table.add_row(
-                        Text(status, style=STYLE[status]), t.name, _shape(t), init_change(t), why
-                    )
-                rest = [t.name for t in rows if t not in notable]
+                    rows.append([badge, Text(t.name), Text(_shape(t)), Text(init_change(t)), Text(why)])
+                rest = [t.name for t in group if t not in notable]
                 if rest:
-                    table.add_row(
-                        Text(status, style=STYLE[status]),
-                        f"{len(rest)} tensor(s)",
-                        "",
-                        "",
-                        _names(rest, _MAX_IDENTICAL_NAMES),
+                    rows.append(
+                        [
+                            badge,
+                            Text(f"{len(rest)} tensor(s)"),
+                            Text(""),
+                            Text(""),
+                            Text(_names(rest, _MAX_IDENTICAL_NAMES)),
+                        ]
                     )
                 continue
-            for t in rows:
-                table.add_row(
-                    Text(status, style=STYLE[status]),
-                    t.name,
-                    _shape(t),
-                    init_change(t),
-                    detail(t) or t.reason,
+            for t in group:
+                rows.append(
+                    [badge, Text(t.name), Text(_shape(t)), Text(init_change(t)), Text(detail(t) or t.reason)]
                 )
-        con.print(table)
+        con.print(layout(_DIFF_COLUMNS, rows, con.width))
     for line in rng_lines(report):
         con.print(Text(line, style="yellow"))
     env = environment_lines(report)

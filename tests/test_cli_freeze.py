@@ -131,7 +131,7 @@ def test_lazy_model_needs_example_input_and_check_reuses_it(cli, tmp_path):
     ("args", "needle"),
     [
         (["freeze", "examples/mlp.py", "--out", "."], "'--out': File '.' is a directory"),
-        (["freeze"], "Missing argument 'TARGET'"),
+        (["explicit"], "Missing argument 'TARGET'"),  # a bare freeze acts on [tool.initaudit]
         (["freeze", "examples/mlp.py", "--seed", "x"], "'--seed': 'x' is not a valid integer"),
         (["frobnicate"], "No such command 'frobnicate'"),
     ],
