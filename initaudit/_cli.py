@@ -677,6 +677,11 @@ Use the file: torch.manual_seed(SEED); initialize(model)
     default=None,
     help="Re-verify an existing generated FILE.py against the installed torch.",
 )
+@click.option(
+    "--unroll",
+    is_flag=True,
+    help="One statement per tensor: no loops over repeated blocks (ModuleList, Sequential).",
+)
 @example_input_option
 @format_option("text", "json")
 def explicit(
@@ -688,6 +693,7 @@ def explicit(
     quiet: bool,
     out: Path | None,
     check_file: Path | None,
+    unroll: bool,
     example_input: str | None,
     fmt: str,
 ) -> None:
@@ -708,7 +714,9 @@ def explicit(
     spec = resolve_target(target, args)
     reporter = render.Reporter(enabled=not quiet)
     with reporter.stage(f"tracing, generating and verifying {spec.name}"):
-        result = codegen.explicit(spec, seed, out=out, check=check_file, example_input=shape)
+        result = codegen.explicit(
+            spec, seed, out=out, check=check_file, example_input=shape, unroll=unroll
+        )
     if fmt == "json":
         render.print_json(result.to_json())
         return

@@ -30,6 +30,7 @@ from torch import nn
 
 from . import __version__
 from . import trace as trace_mod
+from .codegen_fold import fold
 from .errors import AuditFailure, UsageError
 from .recipes import INIT_FUNCTIONS
 from .target import with_example_input as builder_for
@@ -1104,9 +1105,15 @@ def wrap_lines(lines: list[str], indent: str, outer: int = 0) -> list[str]:
     return out
 
 
-def generate(program: Program) -> str:
-    """The source of a standalone module whose ``initialize(model)`` reproduces the build."""
+def generate(program: Program, *, unroll: bool = False) -> str:
+    """The source of a standalone module whose ``initialize(model)`` reproduces the build.
+
+    Consecutive blocks of a container that get the same init up to their index are written
+    as one loop (:mod:`initaudit.codegen_fold`), unless ``unroll``.
+    """
     body, uses_math = generate_body(program)
+    if not unroll:
+        body, _ = fold(body)
     imports = []
     if uses_math:
         imports.append("import math\n")
@@ -1144,7 +1151,8 @@ def generate(program: Program) -> str:
         if not line:
             out.append("\n")
             continue
-        for wrapped in _wrap(line, "        "):
+        text = line.lstrip(" ")  # a loop's body carries its own extra indentation
+        for wrapped in _wrap(text, "        " + " " * (len(line) - len(text))):
             out.append(wrapped + "\n")
     return "".join(out)
 
@@ -1369,8 +1377,13 @@ def explicit(
     out: Path | None = None,
     check: Path | None = None,
     example_input: tuple[int, ...] | None = None,
+    unroll: bool = False,
 ) -> ExplicitResult:
-    """Generate and verify explicit init code for a target, or re-verify an existing file."""
+    """Generate and verify explicit init code for a target, or re-verify an existing file.
+
+    Repeated blocks become loops unless ``unroll``; folded code that does not verify falls back
+    to the unrolled form (which must verify).
+    """
     from .snapshot import atomic_write
 
     program = trace_program(
@@ -1393,13 +1406,22 @@ def explicit(
         return ExplicitResult(
             target.spec, seed, source, tensors, _statements(source), v, checked=str(check)
         )
-    source = generate(program)
-    try:
-        v = verify_source(program, source, target.build, example_input)
-    except (UsageError, RuntimeError, TypeError) as exc:
-        raise AuditFailure(
-            f"the generated code failed to run ({type(exc).__name__}: {exc}); nothing written"
-        ) from exc
+    source = generate(program, unroll=unroll)
+    v = None
+    if not unroll and source != generate(program, unroll=True):
+        try:  # the folded code must verify as well as the unrolled would; else unroll
+            v = verify_source(program, source, target.build, example_input)
+        except (UsageError, RuntimeError, TypeError):
+            v = None
+        if v is None or not v.ok:
+            source, v = generate(program, unroll=True), None
+    if v is None:
+        try:
+            v = verify_source(program, source, target.build, example_input)
+        except (UsageError, RuntimeError, TypeError) as exc:
+            raise AuditFailure(
+                f"the generated code failed to run ({type(exc).__name__}: {exc}); nothing written"
+            ) from exc
     if not v.ok:
         raise AuditFailure(failure_message(v, "the generated code") + "; nothing written")
     if out is not None:

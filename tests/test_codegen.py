@@ -79,10 +79,11 @@ def _load(source: str, tmp_path: Path):
     return codegen.load_initializer(path)
 
 
+@pytest.mark.parametrize("unroll", [False, True], ids=["folded", "unrolled"])
 @pytest.mark.parametrize("name", CORPUS_MODELS)
-def test_corpus_bitwise_default_independent_and_ruff_clean(name, tmp_path):
+def test_corpus_bitwise_default_independent_and_ruff_clean(name, unroll, tmp_path):
     target, program = _program(f"{CORPUS}:{name}")
-    source = codegen.generate(program)
+    source = codegen.generate(program, unroll=unroll)
     _ruff(source, tmp_path)
     result = codegen.verify_source(program, source, target.build)
     assert result.modes == ["torch defaults on", "torch defaults replaced by NaN"]
@@ -146,8 +147,9 @@ def test_order_is_rng_order_not_name_order():
 
 def test_thrown_away_draws_and_copies_are_replayed():
     _, program = _program(f"{CORPUS}:Encoder")
-    source = codegen.generate(program)
+    source = codegen.generate(program, unroll=True)
     assert "model.enc.layers[1].linear1.weight.copy_(" in source  # the deepcopy
+    assert "model.enc.layers[i].linear1.weight.copy_(" in codegen.generate(program)
     _, program = _program(f"{CORPUS}:Tied")
     source = codegen.generate(program)
     assert "thrown away" in source and "torch.empty([12, 6])" in source
@@ -187,7 +189,9 @@ def test_nothing_written_when_verification_fails(tmp_path, monkeypatch):
     target = resolve(str(ROOT / "examples/mlp.py"))
     real = codegen.generate
     monkeypatch.setattr(
-        codegen, "generate", lambda p: real(p).replace("math.sqrt(3)", "math.sqrt(4)")
+        codegen,
+        "generate",
+        lambda p, **kw: real(p, **kw).replace("math.sqrt(3)", "math.sqrt(4)"),
     )
     out = tmp_path / "mlp_init.py"
     with pytest.raises(AuditFailure, match=r"hid1\.bias.*nothing written"):
@@ -235,3 +239,61 @@ def test_cli_errors_exit_codes(tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def _independently_reproduces(source: str, build, tmp_path: Path) -> None:
+    """Not codegen.verify: a fresh model, every tensor NaN, initialize, torch.equal each."""
+    import torch
+
+    torch.manual_seed(0)
+    reference = build()
+    after = torch.get_rng_state()
+    model = build()
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            t.fill_(float("nan")) if t.is_floating_point() else t.fill_(7)
+    torch.manual_seed(0)
+    _load(source, tmp_path)(model)
+    ref = dict(reference.state_dict())
+    got = dict(model.state_dict())
+    assert ref.keys() == got.keys()
+    assert all(torch.equal(ref[k], got[k]) for k in ref), [
+        k for k in ref if not torch.equal(ref[k], got[k])
+    ]
+    assert torch.equal(torch.get_rng_state(), after)
+
+
+def test_repeated_blocks_fold_into_loops(tmp_path):
+    """The depth-110 highway net (18 blocks a stage) costs at most 3x the depth-8 file."""
+    lines = {}
+    for depth in (8, 110):
+        target = resolve(f"{ROOT / 'examples/highway.py'}:build_model", {"depth": depth})
+        program = codegen.trace_program(target.build, 0, label=target.name, spec="highway")
+        source = codegen.generate(program)
+        lines[depth] = len(source.splitlines())
+        if depth == 110:
+            # per stage: the construction defaults, then the user init pass (highway.py:55)
+            assert source.count("for i in range(") == 6
+            assert "for i in range(18):" in source and "model.stage_1[i].gate.bias" in source
+            _ruff(source, tmp_path)
+            _independently_reproduces(source, target.build, tmp_path)
+            unrolled = codegen.generate(program, unroll=True)
+            assert "for i in" not in unrolled and len(unrolled.splitlines()) > 2500
+    assert lines[110] <= 3 * lines[8], lines
+
+
+def test_gpt2_blocks_are_one_loop_per_phase(tmp_path):
+    """Construction defaults, then _init_weights: each phase one loop over transformer.h."""
+    target, program = _program(f"{CORPUS}:build_gpt2")
+    source = codegen.generate(program)
+    assert source.count("for i in range(") == 2
+    assert "model.transformer.h[i]" in source
+    _independently_reproduces(source, target.build, tmp_path)
+
+
+def test_cli_unroll_flag(tmp_path):
+    spec = f"{ROOT / 'examples/highway.py'}:build_model"
+    folded = run_cli("explicit", spec, "--arg", "depth=20", "-q", check=0).stdout
+    unrolled = run_cli("explicit", spec, "--arg", "depth=20", "-q", "--unroll", check=0).stdout
+    assert "for i in range(" in folded and "for i in range(" not in unrolled
+    assert len(folded.splitlines()) < len(unrolled.splitlines())
