@@ -49,8 +49,8 @@ class _Group(click.Group):
 
     def _run(self, argv: list[str], debug: bool, *a: Any, **kw: Any) -> int:
         try:
-            super().main(argv, *a, standalone_mode=False, **kw)
-            return 0
+            rv = super().main(argv, *a, standalone_mode=False, **kw)
+            return rv if type(rv) is int else 0  # click returns --help's and --version's code
         except SystemExit as exc:  # a command's own sys.exit(verdict); model code never gets here
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         except _PipeClosed:
@@ -109,9 +109,9 @@ def _finish(code: int, as_program: bool) -> NoReturn:
         # interpreter shutdown (std::terminate, SIGABRT). Output is complete: leave at once.
         with contextlib.suppress(Exception):
             render.warn(
-                f"the model left {len(others)} thread(s) running "
-                f"({', '.join(t.name for t in others[:3])}); initaudit traces only the thread "
-                "that builds the model and exits without waiting for them"
+                f"{len(others)} thread(s) started by model code still running "
+                f"({', '.join(t.name for t in others[:3])}): initaudit traced only the thread "
+                "that built the model, and exits without waiting for them"
             )
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

@@ -137,6 +137,18 @@ def test_matrix_freeze_subprocess_reports_exits(tmp_path, name, pattern):
     assert not out.exists()
 
 
+def test_matrix_reports_os_exit_in_a_real_environment(cli, tmp_path, tmp_path_factory):
+    from .test_environments import VERSION, session_env_dir
+
+    env_dir = session_env_dir(tmp_path_factory)  # shared with the matrix tests, built once
+    proc = cli(
+        "matrix", f"{EXITS}:os_exit", "--torch", VERSION, "--torch", VERSION,
+        "--env-dir", str(env_dir), "-q", cwd=tmp_path,
+    )  # fmt: skip
+    _one_line_error(proc, f"freezing under torch {VERSION}", "os._exit")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
 # ------------------------------------------------------------------------------ broken pipe
 
 
