@@ -39,7 +39,11 @@ class _Group(click.Group):
         argv = list(sys.argv[1:] if args is None else args)
         debug = _DEBUG_FLAG in argv or bool(os.environ.get("INITAUDIT_DEBUG"))
         argv = [x for x in argv if x != _DEBUG_FLAG]
-        _finish(self._run(argv, debug, *a, **kw), as_program)
+        try:
+            code = self._run(argv, debug, *a, **kw)
+        except BrokenPipeError:  # stderr's reader went away too, while an error was printed
+            code = _pipe_closed()
+        _finish(code, as_program)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -686,13 +690,16 @@ def inspect(
     from .target import SNAPSHOT_SUFFIXES
 
     shape = parse_example_input(example_input)
-    # Any TARGET ending in .json is a snapshot, ':' or not: a snapshot path never imports code.
-    if target.lower().endswith(SNAPSHOT_SUFFIXES):
+    # A TARGET ending in .json, ':' or not, or naming an existing file other than a .py, is a
+    # snapshot: a snapshot path never imports code.
+    if target.lower().endswith(SNAPSHOT_SUFFIXES) or (
+        not target.endswith(".py") and Path(target).is_file()
+    ):
         from . import snapshot as snapshot_mod
 
         if args or shape is not None:
             raise UsageError("--arg and --example-input need a model TARGET, not a snapshot")
-        if not target.lower().endswith(".json"):
+        if target.lower().endswith(".safetensors"):
             raise UsageError(
                 f"{target} is a snapshot's values file; inspect its manifest "
                 f"{Path(target).with_suffix('.json')}"

@@ -228,6 +228,13 @@ def test_snapshot_path_with_colon_is_read_never_imported(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "hid1.weight" in proc.stdout and not marker.exists()
 
+    # an existing file that is not a .py is a snapshot too, whatever its name
+    manifest = tmp_path / "c" / "evil.py:v1" / "m.json"
+    (tmp_path / "c" / "evil.py:Net").write_bytes(manifest.read_bytes())
+    (tmp_path / "c" / "m.safetensors").write_bytes(manifest.with_suffix(".safetensors").read_bytes())
+    renamed = cli("inspect", "c/evil.py:Net", "--no-rerun", cwd=tmp_path)
+    assert renamed.returncode == 0 and "hid1.weight" in renamed.stdout, renamed.stderr
+
     missing = cli("inspect", "c/evil.py:v2/m.json", cwd=tmp_path)
     _one_line_error(missing, "snapshot c/evil.py:v2/m.json does not exist")
     for command in ("freeze", "check", "explicit"):
