@@ -6,11 +6,13 @@ one line with the error's exit code (0 clean, 1 drift or failed audit, 2 usage o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -20,44 +22,106 @@ from .errors import InitAuditError, UsageError
 _DEBUG_FLAG = "--debug"
 
 
+#: Exit status after stdout's reader went away (``initaudit check X | head -1``): 128 + SIGPIPE,
+#: what a program killed by SIGPIPE gives, never 1 (drift) or 0 for a report nobody read whole.
+EXIT_BROKEN_PIPE = 141
+
+
+class _PipeClosed(Exception):
+    """stdout's reader went away; raised past click, whose own EPIPE handling exits 1."""
+
+
 class _Group(click.Group):
     """A click group that turns domain errors into one line and an exit code."""
 
     def main(self, args: list[str] | None = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
+        as_program = args is None  # run as `initaudit ...`, not called from Python (CliRunner)
         argv = list(sys.argv[1:] if args is None else args)
         debug = _DEBUG_FLAG in argv or bool(os.environ.get("INITAUDIT_DEBUG"))
         argv = [x for x in argv if x != _DEBUG_FLAG]
         try:
-            return super().main(argv, *a, standalone_mode=False, **kw)
+            code = self._run(argv, debug, *a, **kw)
+        except BrokenPipeError:  # stderr's reader went away too, while an error was printed
+            code = _pipe_closed()
+        _finish(code, as_program)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _PipeClosed from None
+
+    def _run(self, argv: list[str], debug: bool, *a: Any, **kw: Any) -> int:
+        try:
+            rv = super().main(argv, *a, standalone_mode=False, **kw)
+            return rv if type(rv) is int else 0  # click returns --help's and --version's code
+        except SystemExit as exc:  # a command's own sys.exit(verdict); model code never gets here
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        except _PipeClosed:
+            return _pipe_closed()
         except InitAuditError as exc:
             if debug:
                 traceback.print_exc()
             render.error(str(exc))
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except click.UsageError as exc:
             # one line, like every other error: click's own form is three (usage, hint, error)
             where = exc.ctx.command_path if exc.ctx is not None else "initaudit"
             render.error(f"{exc.format_message()} (see '{where} --help')")
-            sys.exit(2)
+            return 2
         except click.ClickException as exc:
             exc.show()
-            sys.exit(2 if exc.exit_code not in (0, 1) else exc.exit_code)
+            return 2 if exc.exit_code not in (0, 1) else exc.exit_code
         except click.Abort:
             render.error("aborted")
-            sys.exit(130)
+            return 130
         except KeyboardInterrupt:
             render.error("interrupted; nothing was half-written")
-            sys.exit(130)
-        except Exception as exc:
+            return 130
+        except BaseException as exc:  # Exception, and any other BaseException: never exit 1
             if debug:
                 traceback.print_exc()
             render.error(
                 f"internal error: {type(exc).__name__}: {exc} "
                 "(run again with --debug for the traceback, and please report it)"
             )
-            sys.exit(2)
+            return 2
+
+
+def _pipe_closed() -> int:
+    """Quiet exit after a broken stdout pipe: later writes and the final flush go to /dev/null."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def _finish(code: int, as_program: bool) -> NoReturn:
+    """Flush stdout and exit with ``code``; without interpreter shutdown if model threads live on."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _pipe_closed()
+    except (OSError, ValueError, AttributeError):
+        pass
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if as_program and others:
+        # A thread the model started that keeps running torch ops would be killed mid-op by
+        # interpreter shutdown (std::terminate, SIGABRT). Output is complete: leave at once.
+        with contextlib.suppress(Exception):
+            render.warn(
+                f"{len(others)} thread(s) started by model code still running "
+                f"({', '.join(t.name for t in others[:3])}): initaudit traced only the thread "
+                "that built the model, and exits without waiting for them"
+            )
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 _EPILOG_MAIN = """\b
@@ -819,14 +883,24 @@ def inspect(
     """
     from . import audit as audit_mod
     from . import render_audit
+    from .target import SNAPSHOT_SUFFIXES
 
     check_report_out(fmt, report_out)
     shape = parse_example_input(example_input)
-    if target.endswith(".json") and ":" not in target:
+    # A TARGET ending in .json, ':' or not, or naming an existing file other than a .py, is a
+    # snapshot: a snapshot path never imports code.
+    if target.lower().endswith(SNAPSHOT_SUFFIXES) or (
+        not target.endswith(".py") and Path(target).is_file()
+    ):
         from . import snapshot as snapshot_mod
 
         if args or shape is not None:
             raise UsageError("--arg and --example-input need a model TARGET, not a snapshot")
+        if target.lower().endswith(".safetensors"):
+            raise UsageError(
+                f"{target} is a snapshot's values file; inspect its manifest "
+                f"{Path(target).with_suffix('.json')}"
+            )
         report = audit_mod.audit(snapshot_mod.read(target), require_explicit=require_explicit)
     else:
         check_device(device)

@@ -1148,16 +1148,47 @@ def rerun_fresh(
     with tempfile.TemporaryDirectory(prefix="initaudit-rerun-") as tmp:
         out = Path(tmp) / "hashes.json"
         cmd = [sys.executable, "-m", "initaudit.audit", json.dumps(config), str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0 or not out.exists():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env)
+        if proc.returncode != 0 or not out.is_file():
             raise TargetError(
-                "the fresh-process rebuild (only torch seeded) failed: "
-                + (tail[-1] if tail else f"exit code {proc.returncode}"),
+                "the fresh-process rebuild (only torch seeded) failed: " + _rerun_failure(proc),
                 hint="pass --no-rerun to skip that check",
             )
         hashes = json.loads(out.read_text(encoding="utf-8"))
     return RerunResult(hashes=hashes, command=cmd[:3])
+
+
+def _rerun_failure(proc: subprocess.CompletedProcess[str]) -> str:
+    """Why the fresh-process rebuild gave no hashes, in a few words."""
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    said = [ln.split("error:", 1)[1].strip() for ln in lines if ln.startswith("initaudit: error:")]
+    if said:
+        return said[-1]
+    if proc.returncode < 0:
+        return f"the process was killed by signal {-proc.returncode}"
+    how = f"the process exited with code {proc.returncode} without writing its result"
+    if lines:
+        return f"{how}: {lines[-1]}"
+    return f"{how} or any message (does the model call os._exit()?)"
+
+
+def _rerun_entry(argv: list[str]) -> int:
+    """Run :func:`_rerun_main`; errors become one ``initaudit: error:`` line and exit code 2."""
+    import threading
+
+    from .errors import InitAuditError
+
+    try:
+        code = _rerun_main(argv)
+    except InitAuditError as exc:
+        print(f"initaudit: error: {exc}", file=sys.stderr)
+        code = 2
+    if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
+        # threads the model left running torch ops would abort at interpreter shutdown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _rerun_main(argv: list[str]) -> int:
@@ -1248,4 +1279,4 @@ __all__ = [
 
 
 if __name__ == "__main__":  # the fresh-process rebuild
-    sys.exit(_rerun_main(sys.argv[1:]))
+    sys.exit(_rerun_entry(sys.argv[1:]))

@@ -579,7 +579,7 @@ def freeze_in(
         text=True,
         errors="replace",
     )
-    if proc.returncode == 0:
+    if proc.returncode == 0 and out.is_file():
         return
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     said = [ln.split("error:", 1)[1].strip() for ln in lines if ln.startswith("initaudit: error:")]
@@ -591,5 +591,5 @@ def freeze_in(
         )
     raise EnvironmentSetupError(
         f"freezing under torch {env.torch_version} failed (exit {proc.returncode}): "
-        + (lines[-1] if lines else "no output")
+        + (lines[-1] if lines else "no snapshot and no message (does the model call os._exit()?)")
     )

@@ -5,6 +5,7 @@ Everything printed goes through here; the core modules return data and never pri
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -32,11 +33,19 @@ _CONSOLE: Console | None = None
 _ERR: Console | None = None
 
 
+class _Console(Console):
+    """A rich console whose closed pipe raises BrokenPipeError, not rich's SystemExit(1) (drift)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def console() -> Console:
     """The stdout console (rich honours ``NO_COLOR`` and non-terminal output by itself)."""
     global _CONSOLE
     if _CONSOLE is None or _CONSOLE.file is not sys.stdout:
-        _CONSOLE = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        _CONSOLE = _Console(file=sys.stdout, highlight=False, soft_wrap=False)
         if not _CONSOLE.is_terminal and "COLUMNS" not in os.environ:
             _CONSOLE.width = 160  # logs and CI pages are wide; 80 columns wraps every row
     return _CONSOLE
@@ -46,7 +55,7 @@ def err_console() -> Console:
     """The stderr console, for progress, warnings and errors."""
     global _ERR
     if _ERR is None or _ERR.file is not sys.stderr:
-        _ERR = Console(file=sys.stderr, highlight=False)
+        _ERR = _Console(file=sys.stderr, highlight=False)
     return _ERR
 
 

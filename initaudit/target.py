@@ -16,7 +16,8 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from torch import nn
 from .errors import TargetError, UsageError
 
 BUILD_FUNCTION = "build_model"
+#: A spec ending in one of these names a snapshot (manifest or values), never a model.
+SNAPSHOT_SUFFIXES = (".json", ".safetensors")
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,12 @@ class Target:
     def build(self) -> nn.Module:
         """Call the builder with the target's keyword arguments; errors name their origin."""
         try:
-            model = self.builder(**self.kwargs)
-        except Exception as exc:
-            raise TargetError(
-                f"building {self.name} raised {type(exc).__name__}: {exc}{_user_origin(exc)}"
-            ) from exc
+            with model_output_to_stderr():
+                model = self.builder(**self.kwargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a build that exits has built nothing
+            raise TargetError(f"building {self.name} {_raised(exc)}{_user_origin(exc)}") from exc
         if not isinstance(model, nn.Module):
             raise TargetError(
                 f"{self.name}() returned {type(model).__name__}, not a torch.nn.Module"
@@ -98,12 +102,14 @@ def materialize_lazy(model: nn.Module, shape: Iterable[int]) -> nn.Module:
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), model_output_to_stderr():
             model(torch.zeros(shape))
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
         raise TargetError(
             f"--example-input {','.join(map(str, shape))}: the forward "
-            f"model(torch.zeros({shape})) raised {type(exc).__name__}: {exc}"
+            f"model(torch.zeros({shape})) {_raised(exc)}"
         ) from exc
     finally:
         for m, mode in modes.items():
@@ -156,6 +162,14 @@ def resolve(spec: str, kwargs: Mapping[str, Any] | None = None) -> Target:
     base, sep, name = spec.partition(":")
     if sep and not name:
         raise TargetError(f"target {spec!r} has an empty NAME after ':'")
+    # Checked before anything is imported: a snapshot path is never a reason to run code.
+    if spec.lower().endswith(SNAPSHOT_SUFFIXES):
+        raise TargetError(
+            f"{spec} names a snapshot file, not a model",
+            hint="a model target is file.py, file.py:NAME or package.module:NAME",
+        )
+    if name and not all(part.isidentifier() for part in name.split(".")):
+        raise TargetError(f"target {spec!r}: NAME {name!r} is not a Python name like Net or a.b")
     if base.endswith(".py") or os.sep in base or "/" in base:
         module, source = _load_file(Path(base))
     else:
@@ -214,18 +228,21 @@ def _load_file(path: Path) -> tuple[Any, str]:
     if added:
         sys.path.insert(0, parent)
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
+        with model_output_to_stderr():
+            spec.loader.exec_module(module)
+    except KeyboardInterrupt:
         del sys.modules[mod_name]
-        raise TargetError(
-            f"importing {path} raised {type(exc).__name__}: {exc}{_user_origin(exc)}"
-        ) from exc
+        raise
+    except BaseException as exc:
+        del sys.modules[mod_name]
+        raise TargetError(f"importing {path} {_raised(exc)}{_user_origin(exc)}") from exc
     return module, str(path)
 
 
 def _import_module(name: str) -> Any:
     try:
-        return importlib.import_module(name)
+        with model_output_to_stderr():
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise TargetError(
             f"cannot import module {name!r}: {exc}",
@@ -233,10 +250,10 @@ def _import_module(name: str) -> Any:
         ) from None
     except SyntaxError as exc:
         raise TargetError(f"syntax error in {exc.filename}:{exc.lineno}: {exc.msg}") from None
-    except Exception as exc:
-        raise TargetError(
-            f"importing {name} raised {type(exc).__name__}: {exc}{_user_origin(exc)}"
-        ) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise TargetError(f"importing {name} {_raised(exc)}{_user_origin(exc)}") from exc
 
 
 def _is_buildable(obj: Any) -> bool:
@@ -304,6 +321,46 @@ def _check_signature(builder: Any, name: str, kwargs: Mapping[str, Any]) -> None
         sig.bind(**kwargs)
     except TypeError as exc:
         raise TargetError(f"arguments do not fit {name}{sig}: {exc}") from None
+
+
+def _raised(exc: BaseException) -> str:
+    """What a model's code did instead of returning: ``called sys.exit(3)`` or ``raised E: msg``."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"raised {type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def model_output_to_stderr() -> Iterator[None]:
+    """While model code runs, send what it prints (Python or C level) to stderr, not stdout.
+
+    initaudit's stdout carries its report only (``--format json`` stays valid JSON); the file
+    descriptor is redirected too when ``sys.stdout`` writes to the process's fd 1.
+    """
+    out, err = sys.stdout, sys.stderr
+    if out is None or err is None:
+        yield
+        return
+    saved = None
+    try:
+        out.flush()
+        if out.fileno() == 1:
+            err_fd = err.fileno()
+            saved = os.dup(1)
+            os.dup2(err_fd, 1)
+    except (AttributeError, OSError, ValueError):  # no real descriptors (a test runner's buffer)
+        if saved is not None:
+            os.close(saved)
+            saved = None
+    try:
+        with redirect_stdout(err):
+            yield
+    finally:
+        with suppress(OSError, ValueError):
+            err.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _user_origin(exc: BaseException) -> str:
