@@ -7,12 +7,11 @@ import os
 from typing import Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from .audit import AuditReport, TensorRow, init_text
-from .render import console, print_json
+from .render import MAX_LINE, console, markup, print_json, safe
 from .trace import signature_of
 
 _ORIGIN_STYLE = {
@@ -86,7 +85,7 @@ def _stat_cell(row: TensorRow) -> str:
     if s.get("nan") or s.get("inf"):
         return f"[bold red]{s.get('nan', 0)} NaN {s.get('inf', 0)} Inf[/]"
     if s.get("min") == s.get("max") and s.get("min") is not None:
-        return f"all {_g(s['min'])}"
+        return f"all {markup(_g(s['min']))}"
     cell = f"{_g(s.get('std'))}"
     if p is None or p.constant:
         return cell
@@ -117,7 +116,9 @@ def audit_table(report: AuditReport) -> Table:
     title += " · tensors in RNG order"
     cells = [_cells(i, row, report) for i, row in enumerate(report.tensors)]
     widths = _widths(cells, console().width)
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title=markup(title, MAX_LINE), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     for col, header in enumerate(_HEADERS):
         table.add_column(
             header,
@@ -156,11 +157,11 @@ def _widths(cells: list[list[str]], total: int) -> list[int]:
 
 
 def _cells(i: int, row: TensorRow, report: AuditReport) -> list[str]:
-    name = escape(row.name)
+    name = markup(row.name)
     if row.aliases:
-        name += " [dim]= " + escape(", ".join(row.aliases)) + "[/]"
+        name += " [dim]= " + markup(", ".join(row.aliases)) + "[/]"
     style = _ORIGIN_STYLE.get(row.origin, "")
-    origin = escape(short_source(row))
+    origin = markup(short_source(row))
     draws = f"{row.draws:,}" if row.draws else "0"
     if row.wasted_draws:
         draws += f" [dim]({row.wasted_draws:,})[/]"
@@ -170,9 +171,9 @@ def _cells(i: int, row: TensorRow, report: AuditReport) -> list[str]:
     return [
         str(i),
         name,
-        escape(row.module),
-        shape,
-        escape(short_init(row)),
+        markup(row.module),
+        markup(shape),
+        markup(short_init(row)),
         f"[{style}]{origin}[/]" if style else origin,
         draws,
         _stat_cell(row),
@@ -188,16 +189,19 @@ def audit_text(report: AuditReport) -> None:
         con.print("[bold]Findings[/]")
     for f in report.findings:
         style = _SEVERITY_STYLE[f.severity]
-        con.print(f"[{style}]{f.severity.upper():5}[/] [bold]{f.kind}[/]: {escape(f.message)}")
+        con.print(
+            f"[{style}]{f.severity.upper():5}[/] [bold]{markup(f.kind)}[/]: "
+            + markup(f.message, MAX_LINE)
+        )
         if f.tensors:
             listed = f.tensors[:_MAX_TENSORS_LISTED]
             more = len(f.tensors) - len(listed)
             con.print(
                 "      tensors: "
-                + escape(", ".join(listed))
+                + markup(", ".join(safe(n) for n in listed), MAX_LINE)
                 + (f", … and {more} more" if more > 0 else "")
             )
-        con.print(f"      what to do: {escape(f.advice)}")
+        con.print(f"      what to do: {markup(f.advice, MAX_LINE)}")
     con.print()
     rerun = report.rerun
     if rerun.get("ran"):
