@@ -216,8 +216,17 @@ class SchemaViolation(ValueError):
     def where(self) -> str:
         """The field as a path: ``tensors[3].shape``."""
         out = ""
-        for part in reversed(self.path):
-            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        parts = self.path[::-1]
+        if len(parts) > 12:  # nesting is bounded, but a path of 32 steps reads as noise
+            parts = [*parts[:10], "…", *parts[-2:]]
+        for part in parts:
+            if isinstance(part, int):
+                out += f"[{part}]"
+            elif part == "…" or (part.isidentifier() and len(part) <= 64):
+                out += f".{part}" if out else part
+            else:  # a key that is not a plain name: quoted, escaped, cut
+                key = json.dumps(part[:64] + ("…" if len(part) > 64 else ""), ensure_ascii=False)
+                out += f"[{key}]"
         return out or "(top level)"
 
     def __str__(self) -> str:
@@ -229,7 +238,9 @@ def got(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, int):
-        text = str(value) if value.bit_length() < 200 else f"an integer of {value.bit_length()} bits"
+        text = (
+            str(value) if value.bit_length() < 200 else f"an integer of {value.bit_length()} bits"
+        )
         return text
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else json.dumps(value)  # NaN, Infinity
@@ -285,6 +296,8 @@ class _Compiled:
     check: Checker
     what: str  # "a list of non-negative integers"
     plural: str  # "lists of non-negative integers"
+    #: A Python expression over ``x``, true only for values ``check`` accepts (a fast path).
+    fast: str | None = None
 
 
 def _plural(what: str) -> str:
@@ -308,7 +321,7 @@ def _str_checker(pattern: Pattern | None) -> _Compiled:
                     f"string longer than {MAX_STRING:,} characters ({len(value):,})"
                 )
 
-        return _Compiled(check, "a string", "strings")
+        return _Compiled(check, "a string", "strings", f"type(x) is str and len(x) <= {MAX_STRING}")
     match = re.compile(pattern.regex).fullmatch
     what = pattern.what
 
@@ -328,7 +341,12 @@ def _int_checker(non_negative: bool) -> _Compiled:
             big = type(value) is int and abs(value) > MAX_INT
             raise _Expect(what + " of at most 64 bits" if big else what, value)
 
-    return _Compiled(check, what, _plural(what))
+    return _Compiled(check, what, _plural(what), f"type(x) is int and {lo} <= x <= {MAX_INT}")
+
+
+_FINITE = (
+    f"(type(x) is float and x - x == 0.0) or (type(x) is int and -{MAX_INT} <= x <= {MAX_INT})"
+)
 
 
 def _float_checker() -> _Compiled:
@@ -340,7 +358,7 @@ def _float_checker() -> _Compiled:
         elif t is not int or not -MAX_INT <= value <= MAX_INT:
             raise _Expect("a finite number", value)
 
-    return _Compiled(check, "a finite number", "finite numbers")
+    return _Compiled(check, "a finite number", "finite numbers", _FINITE)
 
 
 def _bool_checker() -> _Compiled:
@@ -348,7 +366,7 @@ def _bool_checker() -> _Compiled:
         if type(value) is not bool:
             raise _Expect("true or false", value)
 
-    return _Compiled(check, "true or false", "booleans")
+    return _Compiled(check, "true or false", "booleans", "type(x) is bool")
 
 
 def _none_checker() -> _Compiled:
@@ -368,7 +386,10 @@ def _literal_checker(options: tuple[Any, ...]) -> _Compiled:
         if type(value) not in (str, int) or value not in allowed:
             raise _Expect(what, value)
 
-    return _Compiled(check, what, what)
+    fast = None
+    if all(type(o) is str for o in options):
+        fast = f"type(x) is str and x in {frozenset(options)!r}"
+    return _Compiled(check, what, what, fast)
 
 
 def _union_checker(members: list[_Compiled], nullable: bool) -> _Compiled:
@@ -386,7 +407,9 @@ def _union_checker(members: list[_Compiled], nullable: bool) -> _Compiled:
                         raise
                     raise _Expect(what, value) from None
 
-        return _Compiled(check_optional, what, " or ".join(m.plural for m in members) + " or nulls")
+        fast = f"x is None or ({members[0].fast})" if members[0].fast else None
+        plural = " or ".join(m.plural for m in members) + " or nulls"
+        return _Compiled(check_optional, what, plural, fast)
 
     def check(value: Any, depth: int) -> None:
         if value is None and nullable:
@@ -399,7 +422,33 @@ def _union_checker(members: list[_Compiled], nullable: bool) -> _Compiled:
                 pass
         raise _Expect(what, value)
 
-    return _Compiled(check, what, " or ".join(m.plural for m in members))
+    fast = None
+    if all(m.fast for m in members):
+        fast = " or ".join(f"({m.fast})" for m in members)
+        fast = f"x is None or {fast}" if nullable else fast
+    return _Compiled(check, what, " or ".join(m.plural for m in members), fast)
+
+
+def _fast_loop(slow: _Compiled, item: _Compiled, items: str) -> _Compiled:
+    """``slow`` behind a generated loop that tests each item inline with ``item.fast``."""
+    if item.fast is None:
+        return slow
+    namespace: dict[str, Any] = {"slow": slow.check}
+    code = "\n".join(
+        [
+            "def check(value, depth):",
+            f"    if type(value) is not {'list' if items == 'value' else 'dict'}"
+            f" or depth >= {MAX_DEPTH}:",
+            "        return slow(value, depth)",
+            f"    for {'x' if items == 'value' else 'key, x'} in {items}:",
+            f"        if not ({item.fast})"
+            + ("" if items == "value" else f" or len(key) > {MAX_STRING}")
+            + ":",
+            "            return slow(value, depth)",
+        ]
+    )
+    exec(compile(code, "<schema loop>", "exec"), namespace)
+    return _Compiled(namespace["check"], slow.what, slow.plural)
 
 
 def _list_checker(item: _Compiled) -> _Compiled:
@@ -420,7 +469,7 @@ def _list_checker(item: _Compiled) -> _Compiled:
             exc.path.append(i)
             raise
 
-    return _Compiled(check, what, f"lists of {item.plural}")
+    return _fast_loop(_Compiled(check, what, f"lists of {item.plural}"), item, "value")
 
 
 def _dict_checker(item: _Compiled) -> _Compiled:
@@ -442,55 +491,77 @@ def _dict_checker(item: _Compiled) -> _Compiled:
                 exc.path.append(key)
                 raise
 
-    return _Compiled(check, what, "objects")
+    return _fast_loop(_Compiled(check, what, "objects"), item, "value.items()")
 
 
 def _typeddict_checker(cls: type) -> _Compiled:
+    """A checker generated as straight-line code: one fast inline test per field, the field's
+    own checker called only when that test fails (it then raises, or accepts a rarer form)."""
     hints = get_type_hints(cls, include_extras=True)
     required = cls.__required_keys__  # type: ignore[attr-defined]
-    fields = [(key, key in required, compile_type(tp)) for key, tp in hints.items()]
-    known = set(hints)
-    field_checks = [(key, c.check, f"missing (expected {c.what})" if req else None) for key, req, c in fields]
-    missing = object()
+    known = frozenset(hints)
+    namespace: dict[str, Any] = {
+        "_Expect": _Expect,
+        "SchemaViolation": SchemaViolation,
+        "MAX_DEPTH": MAX_DEPTH,
+        "_missing": object(),
+        "_unknown": _unknown_keys,
+        "_known": known,
+    }
+    body = [
+        "def check(value, depth):",
+        "    if type(value) is not dict:",
+        "        raise _Expect('an object', value)",
+        "    if depth >= MAX_DEPTH:",
+        f"        raise SchemaViolation({f'nested more than {MAX_DEPTH} levels deep'!r})",
+        "    depth += 1",
+    ]
+    for i, (key, tp) in enumerate(hints.items()):
+        c = compile_type(tp)
+        namespace[f"c{i}"] = c.check
+        k = repr(key)
+        if key in required:
+            body += [
+                "    try:",
+                f"        x = value[{k}]",
+                "    except KeyError:",
+                f"        raise SchemaViolation({f'missing (expected {c.what})'!r}, [{k}]) from None",
+                "    if True:",
+            ]
+        else:
+            body += [f"    x = value.get({k}, _missing)", "    if x is not _missing:"]
+        body += [
+            f"        if not ({c.fast or 'False'}):",
+            "            try:",
+            f"                c{i}(x, depth)",
+            "            except SchemaViolation as exc:",
+            f"                exc.path.append({k})",
+            "                raise",
+        ]
+    body += ["    if not _known.issuperset(value):", "        _unknown(value, _known, depth)"]
+    exec(compile("\n".join(body), f"<schema {cls.__name__}>", "exec"), namespace)
+    return _Compiled(namespace["check"], "an object", "objects")
 
-    def check(value: Any, depth: int) -> None:
-        if type(value) is not dict:
-            raise _Expect("an object", value)
-        if depth >= MAX_DEPTH:
-            raise SchemaViolation(f"nested more than {MAX_DEPTH} levels deep")
-        depth += 1
-        present = 0
-        key = ""
-        try:
-            for key, field_check, if_missing in field_checks:
-                x = value.get(key, missing)
-                if x is not missing:
-                    present += 1
-                    field_check(x, depth)
-                elif if_missing is not None:
-                    raise SchemaViolation(if_missing)
-        except SchemaViolation as exc:
-            exc.path.append(key)
-            raise
-        if present < len(value):  # keys this version does not know: bounds only
-            for key, x in value.items():
-                if key not in known:
-                    if len(key) > MAX_STRING:
-                        raise SchemaViolation(f"key longer than {MAX_STRING:,} characters")
-                    try:
-                        _check_json(x, depth)
-                    except SchemaViolation as exc:
-                        exc.path.append(key)
-                        raise
 
-    return _Compiled(check, "an object", "objects")
+def _unknown_keys(value: dict[str, Any], known: frozenset[str], depth: int) -> None:
+    """Keys this version does not know: held to the bounds only."""
+    for key, x in value.items():
+        if key not in known:
+            if len(key) > MAX_STRING:
+                raise SchemaViolation(f"key longer than {MAX_STRING:,} characters")
+            try:
+                _check_json(x, depth)
+            except SchemaViolation as exc:
+                exc.path.append(key)
+                raise
 
 
 @cache
 def compile_type(tp: Any) -> _Compiled:
     """The checker of one schema type (compiled once per type)."""
     if tp is Any:
-        return _Compiled(_check_json, "a JSON value", "JSON values")
+        scalar = f"x is None or type(x) is bool or (type(x) is str and len(x) <= {MAX_STRING})"
+        return _Compiled(_check_json, "a JSON value", "JSON values", f"{scalar} or {_FINITE}")
     origin = get_origin(tp)
     if origin is Annotated:
         base, *meta = get_args(tp)

@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,7 @@ COMMANDS = [
     ("diff", "--verify", "{a}", "{b}"),
     ("inspect", "{b}"),
     ("inspect", "{b}", "--format", "json"),
+    ("check", str(ROOT / "examples" / "mlp.py"), "--against", "{b}", "-q"),
 ]
 
 
@@ -232,7 +235,50 @@ def _alarm(signum: int, frame: Any) -> None:
     raise _Hang
 
 
-def run_case(tmp: Path, mutations: list, values_op: tuple, command: tuple) -> tuple[str, str]:
+class _Result:
+    """What a command left: exit code, stdout, stderr, and an exception other than SystemExit."""
+
+    def __init__(self, exit_code: int, stdout: str, stderr: str, exception=None) -> None:
+        self.exit_code, self.stdout, self.stderr, self.exception = (
+            exit_code,
+            stdout,
+            stderr,
+            exception,
+        )
+
+
+def _in_process(args: list[str]) -> _Result | None:
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(HANG_S)
+    try:
+        r = CliRunner().invoke(main, args)
+    except _Hang:
+        return None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    exc = r.exception if not isinstance(r.exception, SystemExit) else None
+    return _Result(r.exit_code, r.stdout, r.stderr, exc)
+
+
+def _subprocess(args: list[str]) -> _Result | None:
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "initaudit", *args],
+            capture_output=True,
+            text=True,
+            errors="backslashreplace",
+            timeout=HANG_S * 3,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"},
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return _Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_case(
+    tmp: Path, mutations: list, values_op: tuple, command: tuple, run=_in_process
+) -> tuple[str, str]:
     """Run one fuzz case; return (category, detail): verdict, clean-error, internal, hang, bad."""
     a = tmp / "a" / MLP.name
     b = tmp / "b" / MLP.name
@@ -250,20 +296,14 @@ def run_case(tmp: Path, mutations: list, values_op: tuple, command: tuple) -> tu
     values_changed = _mutate_values(b.with_suffix(".safetensors"), *values_op)
     doc = doc if isinstance(doc, dict) else {}
     args = [part.format(a=a, b=b) for part in command]
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(HANG_S)
-    try:
-        result = CliRunner().invoke(main, args)
-    except _Hang:
+    result = run(args)
+    if result is None:
         return "hang", f"{args}"
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
     out, err = result.stdout, result.stderr
     where = f"{args} -> {result.exit_code}: {err.strip()[:300] or out[:300]}"
     if "internal error" in err or "Traceback" in out + err:
         return "internal", where
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
+    if result.exception is not None:
         return "internal", f"{where} ({type(result.exception).__name__}: {result.exception})"
     if result.exit_code == 2:
         lines = err.strip().splitlines()
@@ -277,7 +317,7 @@ def run_case(tmp: Path, mutations: list, values_op: tuple, command: tuple) -> tu
             return "bad", f"no verdict: {where}"
         if "--verify" in args and values_changed and doc.get("values") == BASE["values"]:
             return "bad", f"--verify passed a modified values file: {where}"
-        if values_changed and command[0] == "diff":
+        if values_changed and command[0] in ("diff", "check"):
             # Opening a truncated/corrupted values file without --verify: the structural checks
             # of issue 11 item 3 (snapshot.read) decide; tallied, not asserted, on this branch.
             return "verdict-on-corrupt-values", where
@@ -305,6 +345,26 @@ def test_fuzzed_snapshots_give_a_verdict_or_one_line(mutations, values_op, comma
         FAILURES.append(f"{category}: {detail}")
         if not COUNT:
             pytest.fail(f"{category}: {detail}")
+
+
+@settings(
+    max_examples=6,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    mutations=st.lists(_manifest_mutation, min_size=1, max_size=2),
+    values_op=_values_mutation,
+    command=st.sampled_from(COMMANDS[:6]),
+)
+def test_fuzzed_snapshots_in_a_real_process(mutations, values_op, command):
+    """A few examples in a real process: real stdout/stderr encoding, real exit status."""
+    with tempfile.TemporaryDirectory() as tmp:
+        category, detail = run_case(Path(tmp), mutations, values_op, command, run=_subprocess)
+    TALLY[f"subprocess {category}"] += 1
+    assert category in ("verdict", "clean-error", "verdict-on-corrupt-values"), detail
 
 
 def test_zz_fuzz_tally():
