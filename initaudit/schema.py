@@ -177,10 +177,19 @@ class TensorEntry(_TensorRequired, total=False):
     events: list[Event]
 
 
-class Values(TypedDict, total=False):
+#: A file name beside the manifest: no folder, not ``.`` or ``..``.
+FileName = Annotated[
+    str, Pattern(r"(?!\.\.?$)[^/\\\x00]{1,255}", "a file name (no folder) beside the manifest")
+]
+
+
+class _ValuesRequired(TypedDict):
+    file: FileName
+
+
+class Values(_ValuesRequired, total=False):
     """Where the values are: the safetensors file beside the manifest, and its sha256."""
 
-    file: Str
     sha256: Hash
 
 

@@ -133,7 +133,17 @@ def _deep(n: int):
             "provenance.libraries.timm: string longer",
         ),
         ("seed", True, "seed: expected an integer, got true"),
-        ("values/file", 3, "values.file: expected a string, got 3"),
+        (
+            "values/file",
+            3,
+            "values.file: expected a file name (no folder) beside the manifest, got 3",
+        ),
+        (
+            "values/file",
+            "../../x",
+            "values.file: expected a file name (no folder) beside the manifest",
+        ),
+        ("values", {}, "values.file: missing (expected a file name"),
         ("orphan_draws", [{"seq": 1}], "orphan_draws[0].op: missing (expected a string)"),
         ("target/kwargs", {"[/]": "\x1b[2J"}, None),  # valid: markup and escapes are plain text
     ],
