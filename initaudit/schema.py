@@ -307,6 +307,8 @@ class _Compiled:
     plural: str  # "lists of non-negative integers"
     #: A Python expression over ``x``, true only for values ``check`` accepts (a fast path).
     fast: str | None = None
+    #: For a nullable type, the fast test of its non-null values.
+    fast_nonnull: str | None = None
 
 
 def _plural(what: str) -> str:
@@ -418,7 +420,7 @@ def _union_checker(members: list[_Compiled], nullable: bool) -> _Compiled:
 
         fast = f"x is None or ({members[0].fast})" if members[0].fast else None
         plural = " or ".join(m.plural for m in members) + " or nulls"
-        return _Compiled(check_optional, what, plural, fast)
+        return _Compiled(check_optional, what, plural, fast, members[0].fast)
 
     def check(value: Any, depth: int) -> None:
         if value is None and nullable:
@@ -516,6 +518,7 @@ def _typeddict_checker(cls: type) -> _Compiled:
         "_missing": object(),
         "_unknown": _unknown_keys,
         "_known": known,
+        "_slow": _slow_field,
     }
     body = [
         "def check(value, depth):",
@@ -529,27 +532,35 @@ def _typeddict_checker(cls: type) -> _Compiled:
         c = compile_type(tp)
         namespace[f"c{i}"] = c.check
         k = repr(key)
+        fast = c.fast or "False"
         if key in required:
             body += [
                 "    try:",
                 f"        x = value[{k}]",
                 "    except KeyError:",
                 f"        raise SchemaViolation({f'missing (expected {c.what})'!r}, [{k}]) from None",
-                "    if True:",
+                f"    if not ({fast}):",
             ]
+        elif c.fast_nonnull:  # null and absent are the same to a nullable field
+            body += [f"    x = value.get({k})", f"    if x is not None and not ({c.fast_nonnull}):"]
         else:
-            body += [f"    x = value.get({k}, _missing)", "    if x is not _missing:"]
-        body += [
-            f"        if not ({c.fast or 'False'}):",
-            "            try:",
-            f"                c{i}(x, depth)",
-            "            except SchemaViolation as exc:",
-            f"                exc.path.append({k})",
-            "                raise",
-        ]
+            body += [
+                f"    x = value.get({k}, _missing)",
+                f"    if x is not _missing and not ({fast}):",
+            ]
+        body += [f"        _slow(c{i}, x, depth, {k})"]
     body += ["    if not _known.issuperset(value):", "        _unknown(value, _known, depth)"]
     exec(compile("\n".join(body), f"<schema {cls.__name__}>", "exec"), namespace)
     return _Compiled(namespace["check"], "an object", "objects")
+
+
+def _slow_field(check: Checker, x: Any, depth: int, key: str) -> None:
+    """A field the fast test did not accept: its checker decides (and names the field)."""
+    try:
+        check(x, depth)
+    except SchemaViolation as exc:
+        exc.path.append(key)
+        raise
 
 
 def _unknown_keys(value: dict[str, Any], known: frozenset[str], depth: int) -> None:

@@ -72,7 +72,9 @@ _nasty_strings = st.sampled_from(
         "global",
         "../../etc/passwd",
         "x" * 70_000,
+        "y" * 60_000,
         "é" * 300,
+        "漢字" * 200,
     ]
 )
 _nasty_numbers = st.one_of(
