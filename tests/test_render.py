@@ -74,6 +74,23 @@ def test_markup_and_escape_sequences_in_a_tensor_name_print_literally(tmp_path, 
     assert SHOWN in out.replace("\n", "") or SHOWN[:30] in out, out
 
 
+@pytest.mark.parametrize("fmt", ["text", "markdown"])
+def test_a_folder_of_hostile_snapshots_prints_literally(tmp_path, fmt):
+    """``diff DIR`` (the matrix renderer): names, versions and paths from snapshots."""
+    for version in ("2.13.0", "2.14.0[/]\x1b[2J"):
+        m = json.loads(evil_copy(tmp_path).read_text())
+        m["provenance"]["torch"] = version
+        m["tensors"][1]["hash"] = "sha256:" + ("1" if "2.14" in version else "0") * 64
+        (tmp_path / "dir").mkdir(exist_ok=True)
+        (tmp_path / "dir" / f"torch-{version[:6]}-seed0.json").write_text(json.dumps(m))
+    result = invoke("diff", tmp_path / "dir", "--format", fmt)
+    assert result.exit_code in (0, 1), result.output
+    for raw in RAW:
+        assert raw not in result.stdout, (raw, result.stdout)
+    assert "w[/]x[link=https://example" in result.stdout
+    assert "2.14.0[/]\\x1b[2J" in result.stdout
+
+
 def test_escape_sequences_never_reach_a_real_terminal(tmp_path):
     """A real process with colour forced: rich's own styling only, never the snapshot's bytes."""
     path = evil_copy(tmp_path)
