@@ -21,12 +21,12 @@ MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
 
 
 def best(fn, repeat: int) -> float:
-    """The fastest of ``repeat`` runs of ``fn()``, in seconds."""
+    """The fastest of ``repeat`` runs of ``fn()``, in CPU seconds (steadier on a shared machine)."""
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return min(times)
 
 

@@ -265,6 +265,8 @@ def got(value: Any) -> str:
 
 
 Checker = Callable[[Any, int], None]
+#: Names the generated fast-path expressions use (a pattern's compiled ``fullmatch``).
+_FAST_NAMES: dict[str, Any] = {}
 
 
 class _Expect(SchemaViolation):
@@ -335,12 +337,15 @@ def _str_checker(pattern: Pattern | None) -> _Compiled:
         return _Compiled(check, "a string", "strings", f"type(x) is str and len(x) <= {MAX_STRING}")
     match = re.compile(pattern.regex).fullmatch
     what = pattern.what
+    name = f"_re{len(_FAST_NAMES)}"
+    _FAST_NAMES[name] = match
+    fast = f"type(x) is str and len(x) <= {MAX_STRING} and {name}(x) is not None"
 
     def check_pattern(value: Any, depth: int) -> None:
         if type(value) is not str or len(value) > MAX_STRING or match(value) is None:
             raise _Expect(what, value)
 
-    return _Compiled(check_pattern, what, _plural(what))
+    return _Compiled(check_pattern, what, _plural(what), fast)
 
 
 def _int_checker(non_negative: bool) -> _Compiled:
@@ -444,7 +449,7 @@ def _fast_loop(slow: _Compiled, item: _Compiled, items: str) -> _Compiled:
     """``slow`` behind a generated loop that tests each item inline with ``item.fast``."""
     if item.fast is None:
         return slow
-    namespace: dict[str, Any] = {"slow": slow.check}
+    namespace: dict[str, Any] = {"slow": slow.check, **_FAST_NAMES}
     code = "\n".join(
         [
             "def check(value, depth):",
@@ -550,6 +555,7 @@ def _typeddict_checker(cls: type) -> _Compiled:
             ]
         body += [f"        _slow(c{i}, x, depth, {k})"]
     body += ["    if not _known.issuperset(value):", "        _unknown(value, _known, depth)"]
+    namespace.update(_FAST_NAMES)  # the fields' patterns are compiled by now
     exec(compile("\n".join(body), f"<schema {cls.__name__}>", "exec"), namespace)
     return _Compiled(namespace["check"], "an object", "objects")
 
