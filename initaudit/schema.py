@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -247,10 +247,9 @@ def got(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, int):
-        text = (
+        return (
             str(value) if value.bit_length() < 200 else f"an integer of {value.bit_length()} bits"
         )
-        return text
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else json.dumps(value)  # NaN, Infinity
     if isinstance(value, str):
@@ -383,14 +382,6 @@ def _bool_checker() -> _Compiled:
             raise _Expect("true or false", value)
 
     return _Compiled(check, "true or false", "booleans", "type(x) is bool")
-
-
-def _none_checker() -> _Compiled:
-    def check(value: Any, depth: int) -> None:
-        if value is not None:
-            raise _Expect("null", value)
-
-    return _Compiled(check, "null", "nulls")
 
 
 def _literal_checker(options: tuple[Any, ...]) -> _Compiled:
@@ -599,7 +590,7 @@ def compile_type(tp: Any) -> _Compiled:
         return compile_type(base)  # pragma: no cover - no other annotated types
     if origin is Literal:
         return _literal_checker(get_args(tp))
-    if origin is Union or (sys.version_info >= (3, 10) and _is_union_type(tp)):
+    if origin is Union or isinstance(tp, types.UnionType):
         args = get_args(tp)
         members = [compile_type(a) for a in args if a is not type(None)]
         return _union_checker(members, nullable=type(None) in args)
@@ -615,17 +606,9 @@ def compile_type(tp: Any) -> _Compiled:
         return _int_checker(False)
     if tp is float:
         return _float_checker()
-    if tp is type(None):
-        return _none_checker()
     if isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__"):
         return _typeddict_checker(tp)
     raise TypeError(f"schema type {tp!r} has no checker")  # pragma: no cover
-
-
-def _is_union_type(tp: Any) -> bool:
-    import types
-
-    return isinstance(tp, types.UnionType)
 
 
 def validate_manifest(document: Any) -> Manifest:
