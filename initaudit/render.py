@@ -9,6 +9,7 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,43 @@ from .tables import Column, layout
 _CONSOLE: Console | None = None
 _ERR: Console | None = None
 
+#: A table cell shows at most this many characters of a string from a snapshot or a model.
+MAX_CELL = 200
+#: A whole line (a verdict, a finding, an error message) at most this many.
+MAX_LINE = 2000
+#: Characters never printed as they are: C0/C1 controls (escape sequences start with ESC or
+#: CSI), DEL, zero-width and bidirectional overrides (text that reads other than it is), byte
+#: order marks and lone surrogates (which cannot be encoded at all).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: object, limit: int = MAX_CELL) -> str:
+    """Text from a snapshot or a model made safe for a terminal: controls shown as ``\\x1b``, cut.
+
+    The result is plain text (no control characters, escape sequences or lone surrogates) of at
+    most about ``limit`` characters, longer text cut with an ellipsis and the count left out;
+    it still needs :func:`markup` (or a :class:`rich.text.Text`) before rich sees it. Linear time.
+    """
+    s = text if isinstance(text, str) else str(text)
+    if len(s) > limit:
+        s = f"{s[:limit]}…(+{len(s) - limit:,} chars)"
+    return _UNSAFE.sub(_escaped, s)
+
+
+def markup(text: object, limit: int = MAX_CELL) -> str:
+    """:func:`safe` text escaped for rich markup, to put inside a markup string."""
+    return escape(safe(text, limit))
+
+
+def safe_block(text: str) -> str:
+    """A multi-line report (markdown) with every control character but newlines made visible."""
+    return "\n".join(_UNSAFE.sub(_escaped, line) for line in text.split("\n"))
+
 
 class _Console(Console):
     """A rich console whose closed pipe raises BrokenPipeError, not rich's SystemExit(1) (drift)."""
@@ -45,7 +83,7 @@ def console() -> Console:
     """The stdout console (rich honours ``NO_COLOR`` and non-terminal output by itself)."""
     global _CONSOLE
     if _CONSOLE is None or _CONSOLE.file is not sys.stdout:
-        _CONSOLE = _Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        _CONSOLE = _Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False)
         if not _CONSOLE.is_terminal and "COLUMNS" not in os.environ:
             _CONSOLE.width = 160  # logs and CI pages are wide; 80 columns wraps every row
     return _CONSOLE
@@ -55,7 +93,7 @@ def err_console() -> Console:
     """The stderr console, for progress, warnings and errors."""
     global _ERR
     if _ERR is None or _ERR.file is not sys.stderr:
-        _ERR = _Console(file=sys.stderr, highlight=False)
+        _ERR = _Console(file=sys.stderr, highlight=False, emoji=False)
     return _ERR
 
 
@@ -68,13 +106,15 @@ def print_json(data: Any) -> None:
 def error(message: str) -> None:
     """Print a one-line error on stderr."""
     err_console().print(
-        f"[bold red]initaudit: error:[/] {escape(message)}", markup=True, soft_wrap=True
+        f"[bold red]initaudit: error:[/] {markup(message, MAX_LINE)}", markup=True, soft_wrap=True
     )
 
 
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
-    err_console().print(f"[yellow]initaudit: warning:[/] {escape(message)}", soft_wrap=True)
+    err_console().print(
+        f"[yellow]initaudit: warning:[/] {markup(message, MAX_LINE)}", soft_wrap=True
+    )
 
 
 class Reporter:
@@ -177,9 +217,10 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
     con = console()
     tgt = manifest["target"]
     env = manifest["provenance"]
-    title = (
+    title = safe(
         f"{tgt['name']} · seed {manifest['seed']} · torch {env['torch']} · "
-        f"{env['device']} · {env['default_dtype']} · CPU {env['cpu_capability']}"
+        f"{env['device']} · {env['default_dtype']} · CPU {env['cpu_capability']}",
+        MAX_LINE,
     )
     counts: dict[str, int] = {}
     numel = 0
@@ -206,17 +247,17 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
                     Text(""),
                 ]
             )
-        name = entry["name"]
+        name = safe(entry["name"])
         if entry.get("aliases"):
-            name += " = " + ", ".join(entry["aliases"])
-        init = entry["init"]["text"] if entry.get("init") else "—"
+            name += " = " + safe(", ".join(entry["aliases"]))
+        init = safe(entry["init"]["text"]) if entry.get("init") else "—"
         rows.append(
             [
                 Text(str(entry["order"])),
                 Text(name),
-                Text("×".join(map(str, entry["shape"])) or "scalar"),
+                Text(safe("×".join(map(str, entry["shape"])) or "scalar")),
                 Text(init),
-                Text(origin_text(entry), style=_ORIGIN_STYLE.get(entry["origin"], "")),
+                Text(safe(origin_text(entry)), style=_ORIGIN_STYLE.get(entry["origin"], "")),
             ]
         )
     con.print(layout(_FREEZE_COLUMNS, rows, con.width, title=title))
@@ -227,7 +268,7 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
         parts.append(f"{orphans} draw(s) thrown away")
     con.print(" · ".join(parts))
     for path in written:
-        con.print(f"wrote {path}")
+        con.print(f"wrote {markup(path, MAX_LINE)}")
 
 
 @functools.cache

@@ -7,11 +7,10 @@ import os
 from typing import Any
 
 from rich.console import Group
-from rich.markup import escape
 from rich.text import Text
 
 from .audit import AuditReport, TensorRow, init_text
-from .render import console, print_json
+from .render import MAX_LINE, console, markup, print_json, safe
 from .tables import Column, layout
 from .trace import signature_of
 
@@ -86,7 +85,7 @@ def _stat_cell(row: TensorRow) -> str:
     if s.get("nan") or s.get("inf"):
         return f"[bold red]{s.get('nan', 0)} NaN {s.get('inf', 0)} Inf[/]"
     if s.get("min") == s.get("max") and s.get("min") is not None:
-        return f"all {_g(s['min'])}"
+        return f"all {markup(_g(s['min']))}"
     cell = f"{_g(s.get('std'))}"
     if p is None or p.constant:
         return cell
@@ -128,16 +127,19 @@ def audit_table(report: AuditReport) -> Group:
     if report.example_input:
         title += f" · example input {'×'.join(map(str, report.example_input))}"
     title += " · tensors in RNG order"
-    cells = [[Text.from_markup(c) for c in _cells(i, row, report)] for i, row in enumerate(report.tensors)]
-    return layout(_COLUMNS, cells, console().width, title=title)
+    cells = [
+        [Text.from_markup(c) for c in _cells(i, row, report)]
+        for i, row in enumerate(report.tensors)
+    ]
+    return layout(_COLUMNS, cells, console().width, title=safe(title, MAX_LINE))
 
 
 def _cells(i: int, row: TensorRow, report: AuditReport) -> list[str]:
-    name = escape(row.name)
+    name = markup(row.name)
     if row.aliases:
-        name += " [dim]= " + escape(", ".join(row.aliases)) + "[/]"
+        name += " [dim]= " + markup(", ".join(row.aliases)) + "[/]"
     style = _ORIGIN_STYLE.get(row.origin, "")
-    origin = escape(short_source(row))
+    origin = markup(short_source(row))
     draws = f"{row.draws:,}" if row.draws else "0"
     if row.wasted_draws:
         draws += f" [dim]({row.wasted_draws:,})[/]"
@@ -147,9 +149,9 @@ def _cells(i: int, row: TensorRow, report: AuditReport) -> list[str]:
     return [
         str(i),
         name,
-        escape(row.module),
-        shape,
-        escape(short_init(row)),
+        markup(row.module),
+        markup(shape),
+        markup(short_init(row)),
         f"[{style}]{origin}[/]" if style else origin,
         draws,
         _stat_cell(row),
@@ -165,16 +167,19 @@ def audit_text(report: AuditReport) -> None:
         con.print("[bold]Findings[/]")
     for f in report.findings:
         style = _SEVERITY_STYLE[f.severity]
-        con.print(f"[{style}]{f.severity.upper():5}[/] [bold]{f.kind}[/]: {escape(f.message)}")
+        con.print(
+            f"[{style}]{f.severity.upper():5}[/] [bold]{markup(f.kind)}[/]: "
+            + markup(f.message, MAX_LINE)
+        )
         if f.tensors:
             listed = f.tensors[:_MAX_TENSORS_LISTED]
             more = len(f.tensors) - len(listed)
             con.print(
                 "      tensors: "
-                + escape(", ".join(listed))
+                + markup(", ".join(safe(n) for n in listed), MAX_LINE)
                 + (f", … and {more} more" if more > 0 else "")
             )
-        con.print(f"      what to do: {escape(f.advice)}")
+        con.print(f"      what to do: {markup(f.advice, MAX_LINE)}")
     con.print()
     rerun = report.rerun
     if rerun.get("ran"):

@@ -114,7 +114,8 @@ def root_cause_line(report: DiffReport) -> str | None:
     rc = report.root_cause
     if rc is None:
         return None
-    what = rc.name if rc.kind == "tensor" else f"thrown-away draw at {rc.name}"
+    name = render.safe(rc.name)
+    what = name if rc.kind == "tensor" else f"thrown-away draw at {name}"
     text = f"root cause {what} ({rc.status}): {rc.reason}"
     if rc.shifted:
         text += f"; {len(rc.shifted)} later tensor(s) shifted: {_names(rc.shifted)}"
@@ -125,7 +126,7 @@ def root_cause_line(report: DiffReport) -> str | None:
 
 
 def _names(names: list[str], limit: int = 8) -> str:
-    shown = ", ".join(names[:limit])
+    shown = ", ".join(render.safe(n) for n in names[:limit])
     return shown + (f", … (+{len(names) - limit})" if len(names) > limit else "")
 
 
@@ -155,10 +156,10 @@ def rng_lines(report: DiffReport) -> list[str]:
 def diff_text(report: DiffReport, console: Console | None = None) -> None:
     """The rich report: verdict, root cause, a table grouped by status, environment changes."""
     con = console or render.console()
-    con.print(Text(verdict_line(report), style="bold red" if report.drift else "bold green"))
+    con.print(_line(verdict_line(report), style="bold red" if report.drift else "bold green"))
     rc = root_cause_line(report)
     if rc:
-        con.print(Text(rc, style="bold"))
+        con.print(_line(rc, style="bold"))
     drifted = [t for t in report.tensors if t.status != "identical"]
     identical = [t for t in report.tensors if t.status == "identical"]
     if drifted or any(t.within_tolerance or t.own_change for t in identical):
@@ -172,7 +173,9 @@ def diff_text(report: DiffReport, console: Console | None = None) -> None:
                 notable = [t for t in group if t.within_tolerance or t.own_change]
                 for t in notable:
                     why = "within tolerance · " + detail(t) if t.within_tolerance else t.reason
-                    rows.append([badge, Text(t.name), Text(_shape(t)), Text(init_change(t)), Text(why)])
+                    rows.append(
+                        [badge, _cell(t.name), _cell(_shape(t)), _cell(init_change(t)), _line(why)]
+                    )
                 rest = [t.name for t in group if t not in notable]
                 if rest:
                     rows.append(
@@ -181,29 +184,44 @@ def diff_text(report: DiffReport, console: Console | None = None) -> None:
                             Text(f"{len(rest)} tensor(s)"),
                             Text(""),
                             Text(""),
-                            Text(_names(rest, _MAX_IDENTICAL_NAMES)),
+                            _line(_names(rest, _MAX_IDENTICAL_NAMES)),
                         ]
                     )
                 continue
             for t in group:
                 rows.append(
-                    [badge, Text(t.name), Text(_shape(t)), Text(init_change(t)), Text(detail(t) or t.reason)]
+                    [
+                        badge,
+                        _cell(t.name),
+                        _cell(_shape(t)),
+                        _cell(init_change(t)),
+                        _line(detail(t) or t.reason),
+                    ]
                 )
         con.print(layout(_DIFF_COLUMNS, rows, con.width))
     for line in rng_lines(report):
-        con.print(Text(line, style="yellow"))
+        con.print(_line(line, style="yellow"))
     env = environment_lines(report)
     if env:
         con.print(Text("environment changes:", style="bold"))
         for line in env:
-            con.print(Text(f"  {line}"))
+            con.print(_line(f"  {line}"))
     else:
         con.print(Text("environment: unchanged", style="dim"))
     for note in report.notes:
-        con.print(Text(f"note: {note}", style="dim"))
-    con.print(
-        Text(f"before {_label(report.before)}\nafter  {_label(report.after)}", style="dim"),
-    )
+        con.print(_line(f"note: {note}", style="dim"))
+    con.print(_line(f"before {_label(report.before)}", style="dim"))
+    con.print(_line(f"after  {_label(report.after)}", style="dim"))
+
+
+def _cell(text: str) -> Text:
+    """A table cell of text from a snapshot: no markup, no control characters, bounded."""
+    return Text(render.safe(text))
+
+
+def _line(text: str, style: str = "") -> Text:
+    """A line of text from a snapshot: no markup, no control characters, bounded."""
+    return Text(render.safe(text, render.MAX_LINE), style=style)
 
 
 def _label(snap: Any) -> str:
@@ -230,6 +248,7 @@ def diff_markdown(report: DiffReport) -> str:
     lines.append("")
     rc = root_cause_line(report)
     if rc:
+        rc = render.safe(rc, render.MAX_LINE)
         lines += [f"**{rc.split(':', 1)[0]}**:{rc.split(':', 1)[1]}", ""]
     drifted = [t for t in report.tensors if t.status != "identical" or t.within_tolerance]
     if drifted:
@@ -237,11 +256,10 @@ def diff_markdown(report: DiffReport) -> str:
         for status in STATUSES:
             for t in drifted:
                 if t.status == status:
-                    cell = (detail(t) or t.reason).replace("|", "\\|")
-                    init = init_change(t).replace("|", "\\|")
-                    lines.append(
-                        f"| **{t.status}** | `{t.name}` | {_shape(t)} | `{init}` | {cell} |"
-                    )
+                    cell = render.safe(detail(t) or t.reason, render.MAX_LINE).replace("|", "\\|")
+                    init = render.safe(init_change(t)).replace("|", "\\|")
+                    name, shape = render.safe(t.name), render.safe(_shape(t))
+                    lines.append(f"| **{t.status}** | `{name}` | {shape} | `{init}` | {cell} |")
         n_id = sum(t.status == "identical" and not t.within_tolerance for t in report.tensors)
         if n_id:
             lines.append(f"| identical | {n_id} tensor(s) | | | |")
@@ -263,7 +281,7 @@ def diff_markdown(report: DiffReport) -> str:
 
 def print_markdown(report: DiffReport) -> None:
     """Print the markdown report on stdout."""
-    sys.stdout.write(diff_markdown(report))
+    sys.stdout.write(render.safe_block(diff_markdown(report)))
     sys.stdout.flush()
 
 

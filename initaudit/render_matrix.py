@@ -15,7 +15,11 @@ from .render_diff import STYLE as _STYLE
 
 def note(message: str) -> None:
     """A progress line on stderr (matrix builds take minutes; say what is happening)."""
-    render.err_console().print(f"[dim]initaudit:[/] {message}", soft_wrap=True, highlight=False)
+    render.err_console().print(
+        f"[dim]initaudit:[/] {render.markup(message, render.MAX_LINE)}",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def _title(tgt: dict[str, Any]) -> str:
@@ -87,35 +91,34 @@ def matrix_text(result: MatrixResult) -> None:
         if result.drift
         else Text("IDENTICAL: every version builds the same initial weights", style="bold green")
     )
-    con.print(
-        Text(f"{_title(tgt)} · seed {result.snapshots[0].manifest['seed']} · ", style="bold")
-        + verdict
-    )
+    title = f"{_title(tgt)} · seed {result.snapshots[0].manifest['seed']} · "
+    con.print(Text(render.safe(title, render.MAX_LINE), style="bold") + verdict)
     table = Table(title_justify="left", show_lines=False)
     table.add_column("tensor")
     for i, v in enumerate(result.versions):
-        table.add_column(v + (" (hash)" if i == 0 else ""))
+        table.add_column(Text(render.safe(v) + (" (hash)" if i == 0 else "")))
     current = None
     for module, name, cells in tensor_rows(result):
         if module != current:
             if current is not None:
                 table.add_section()
-            table.add_row(Text(module, style="bold"), *[""] * len(cells))
+            table.add_row(Text(render.safe(module), style="bold"), *[""] * len(cells))
             current = module
-        styled = [Text(cells[0], style="dim")] + [
-            Text(c, style=_STYLE.get(c, "")) for c in cells[1:]
+        styled = [Text(render.safe(cells[0]), style="dim")] + [
+            Text(render.safe(c), style=_STYLE.get(c, "")) for c in cells[1:]
         ]
-        table.add_row(
-            "  " + name[len(module) + 1 :] if name.startswith(module + ".") else "  " + name,
-            *styled,
-        )
+        short = name[len(module) + 1 :] if name.startswith(module + ".") else name
+        table.add_row(Text("  " + render.safe(short)), *styled)
     con.print(table)
     for pair in result.pairs:
-        con.print(Text(pair_summary(pair), style="red" if pair.drift else "green"), soft_wrap=True)
+        summary = render.safe(pair_summary(pair), render.MAX_LINE)
+        con.print(Text(summary, style="red" if pair.drift else "green"), soft_wrap=True)
         for change in env_changes(pair.data):
-            con.print(Text(f"    environment {change}", style="dim"), soft_wrap=True)
+            line = render.safe(f"    environment {change}", render.MAX_LINE)
+            con.print(Text(line, style="dim"), soft_wrap=True)
     for snap in result.snapshots:
-        con.print(Text(f"snapshot {snap.path}", style="dim"), soft_wrap=True)
+        line = render.safe(f"snapshot {snap.path}", render.MAX_LINE)
+        con.print(Text(line, style="dim"), soft_wrap=True)
 
 
 def matrix_json(result: MatrixResult) -> None:
@@ -156,5 +159,5 @@ def matrix_markdown(result: MatrixResult) -> str:
 
 def print_markdown(result: MatrixResult) -> None:
     """Print the markdown report on stdout."""
-    sys.stdout.write(matrix_markdown(result))
+    sys.stdout.write(render.safe_block(matrix_markdown(result)))
     sys.stdout.flush()

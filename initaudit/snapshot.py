@@ -20,7 +20,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import schema
 from .errors import OutputError, SnapshotError
+from .schema import FORMAT, FORMAT_VERSION, Manifest, TensorEntry
 
 # Reading and diffing snapshots must not pay for importing torch (~1.5 s): torch, the tracer
 # and provenance are imported inside the functions that freeze or touch values.
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
     from .target import Target
     from .trace import TensorTrace, Trace
 
-FORMAT = "initaudit.snapshot"
-FORMAT_VERSION = 1
 #: Tensors of at least this many bytes are hashed on a second thread while their statistics
 #: are computed; smaller ones cost less to hash inline than to hand off.
 _HASH_AHEAD_FROM = 1 << 20
@@ -248,7 +248,7 @@ def tensor_entry(
     *,
     with_events: bool = True,
     digest: tuple[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+) -> TensorEntry:
     """The manifest entry of one traced tensor: identity, hash, stats, recipe, provenance."""
     from . import provenance
     from .recipes import describe_call
@@ -258,7 +258,7 @@ def tensor_entry(
     events = tt.events
     origin, init_ev = _init_of(events)
     random_events = [e for e in events if e.rng]
-    entry: dict[str, Any] = {
+    entry: TensorEntry = {
         "name": tt.name,
         "order": order,
         "kind": tt.kind,
@@ -300,14 +300,14 @@ def build_manifest(
     dtype: torch.dtype | None = None,
     on_tensor: Callable[[int, int, int], None] | None = None,
     digests: dict[str, tuple[str, dict[str, Any]]] | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """The manifest of a traced build (hashes and statistics computed tensor by tensor).
 
     ``on_tensor(done, total, nbytes)`` is called after each tensor with the bytes hashed so far.
     """
     from . import provenance
 
-    entries = []
+    entries: list[TensorEntry] = []
     total = len(trace.tensors)
     nbytes = 0
     with ThreadPoolExecutor(1) as pool:
@@ -491,9 +491,6 @@ def write(
 
 # --------------------------------------------------------------------------- reading
 
-_REQUIRED_TENSOR_KEYS = ("name", "shape", "dtype", "hash", "stats", "origin")
-
-
 def read(path: Path | str) -> Snapshot:
     """Read and validate a snapshot manifest; values are opened lazily and hash-checked."""
     path = Path(path)
@@ -531,18 +528,14 @@ def validate(manifest: Any, label: str) -> None:
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise SnapshotError(
-            f"{label} has snapshot format version {version!r}; "
+            f"{label} has snapshot format version {schema.got(version)}; "
             f"this initaudit reads version {FORMAT_VERSION}",
             hint="upgrade initaudit, or re-freeze the snapshot",
         )
-    for key in ("target", "seed", "provenance", "tensors", "rng"):
-        if key not in manifest:
-            raise SnapshotError(f"{label} is missing the {key!r} field")
-    if not isinstance(manifest["tensors"], list):
-        raise SnapshotError(f"{label}: 'tensors' is not a list")
-    for i, t in enumerate(manifest["tensors"]):
-        if not isinstance(t, dict) or any(k not in t for k in _REQUIRED_TENSOR_KEYS):
-            raise SnapshotError(f"{label}: tensor entry {i} is incomplete")
+    try:
+        schema.validate_manifest(manifest)
+    except schema.SchemaViolation as exc:
+        raise SnapshotError(f"{label}: {exc}") from None
 
 
 def file_sha256(path: Path) -> str:
