@@ -128,7 +128,7 @@ def audit_table(report: AuditReport) -> Group:
         title += f" · example input {'×'.join(map(str, report.example_input))}"
     title += " · tensors in RNG order"
     cells = [
-        [Text.from_markup(c) for c in _cells(i, row, report)]
+        [Text.from_markup(c, emoji=False) for c in _cells(i, row, report)]
         for i, row in enumerate(report.tensors)
     ]
     return layout(_COLUMNS, cells, console().width, title=safe(title, MAX_LINE))
