@@ -252,7 +252,18 @@ def test_audit_a_frozen_snapshot(tmp_path):
     run_cli("freeze", str(EXAMPLES / "mlp.py"), "--out", str(snap), "-q", cwd=ROOT, check=0)
     data = _inspect(str(snap), "--require-explicit", check=1)
     assert len(_finding(data, "kept-default", "error")["tensors"]) == 6
-    assert data["rerun"] == {"ran": False}
+    assert data["rerun"] == {"ran": False, "skipped": "a snapshot is audited as recorded"}
+    text = run_cli("inspect", str(snap), cwd=ROOT).stdout
+    assert "skipped (a snapshot is audited as recorded)" in text and "--no-rerun" not in text
+
+
+def test_help_gives_each_finding_the_severity_inspect_reports():
+    """``lazy`` is an error without --example-input (what `inspect lazy.py` reports)."""
+    help_text = " ".join(run_cli("inspect", "--help", check=0).stdout.split())
+    assert "lazy (an error without --example-input, info with it)" in help_text
+    assert "lazy (info)" not in help_text and "tied, lazy" not in help_text
+    proc = run_cli("inspect", str(MODELS / "lazy.py"), "--no-rerun", cwd=ROOT)
+    assert proc.returncode == 1 and "ERROR lazy" in proc.stdout, (proc.returncode, proc.stdout)
 
 
 @pytest.mark.parametrize(
