@@ -31,7 +31,7 @@ from torch import nn
 
 from . import __version__
 from . import trace as trace_mod
-from .errors import AuditFailure, UsageError
+from .errors import AuditFailure, InitAuditError, UsageError
 from .recipes import INIT_FUNCTIONS
 from .target import with_example_input as builder_for
 from .trace import Event, StorageRecord, TensorTrace, Trace
@@ -1203,8 +1203,13 @@ def generate_body(
     kept, residual = _plan(steps, final_rids)
     _explainable(program, kept, residual)
     gen = _Generator(program, kept, root, line_only)
-    prelude = gen.prelude(residual)
-    body = prelude + ([""] if prelude and kept else []) + gen.run()
+    try:
+        prelude = gen.prelude(residual)
+        body = prelude + ([""] if prelude and kept else []) + gen.run()
+    except InitAuditError:
+        raise
+    except Exception as exc:  # a gap in the generator: a failed audit, never an internal error
+        raise CodegenError(f"cannot generate the code ({type(exc).__name__}: {exc})") from exc
     return body, gen.r.uses_math
 
 
