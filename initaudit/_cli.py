@@ -7,6 +7,7 @@ one line with the error's exit code (0 clean, 1 drift or failed audit, 2 usage o
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -518,6 +519,13 @@ def print_diff(report: Any, fmt: str) -> None:
     )(report)
 
 
+def _tolerance(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A tolerance is a finite number ≥ 0 (NaN would compare nothing, inf accept anything)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"must be a finite number ≥ 0, got {value}")
+    return value
+
+
 def tolerance_options(fn: Any) -> Any:
     """``--atol`` and ``--rtol``."""
     for opt in reversed(
@@ -526,12 +534,14 @@ def tolerance_options(fn: Any) -> Any:
                 "--atol",
                 type=float,
                 default=None,
+                callback=_tolerance,
                 help="Absolute tolerance: tensors within it count as equal (default: bitwise).",
             ),
             click.option(
                 "--rtol",
                 type=float,
                 default=None,
+                callback=_tolerance,
                 help="Relative tolerance (|after − before| ≤ atol + rtol·|before|).",
             ),
         ]
@@ -839,8 +849,9 @@ Examples:
   initaudit inspect examples/cnn.py --format json | jq '.findings'
   initaudit inspect snapshots/mlp/torch-2.13.0+cpu-seed0.json   # audit a saved snapshot
 
-Findings: kept-default, overwritten, tied, lazy (info); uninitialized, nondeterministic,
-suspicious (errors; an all-zero weight matrix is info). By default the model is also
+Findings: kept-default, overwritten, tied (info); uninitialized, nondeterministic,
+suspicious (errors; an all-zero weight matrix is info); lazy (an error without
+--example-input, info with it). By default the model is also
 rebuilt once in a fresh process with only torch seeded, to catch values that the torch
 seed does not fix (--no-rerun skips it).
 Exit codes: 0 no error finding, 1 an error finding, 2 usage or input error.
@@ -902,6 +913,7 @@ def inspect(
                 f"{Path(target).with_suffix('.json')}"
             )
         report = audit_mod.audit(snapshot_mod.read(target), require_explicit=require_explicit)
+        report.rerun["skipped"] = "a snapshot is audited as recorded"
     else:
         check_device(device)
         tgt = resolve_target(target, args)
@@ -919,6 +931,8 @@ def inspect(
                 on_tensor=rep.hashing(tgt.name),
                 on_stage=lambda text: rep.update(0, text=text),
             )
+        if no_rerun:
+            report.rerun["skipped"] = "--no-rerun"
     if fmt == "json":
         render_audit.audit_json(report)
     elif fmt == "html":

@@ -875,6 +875,15 @@ def _tied(rows: list[TensorRow], trace: Trace | None) -> list[Finding]:
     ]
 
 
+def _mixes_inputs(shape: list[int]) -> bool:
+    """True for a weight of several units that each sum several inputs (fan-in > 1).
+
+    Only there are equal elements a symmetry problem: a (C,1,1) layer scale, an NF gain of
+    shape (C,1,1,1) or a (heads,1,1) logit scale is a vector of per-channel constants.
+    """
+    return len(shape) >= 2 and shape[0] > 1 and math.prod(shape[1:]) > 1
+
+
 def _suspicious(rows: list[TensorRow]) -> list[Finding]:
     out: list[Finding] = []
     rows = [r for r in rows if r.origin != "uninitialized"]  # garbage: reported on its own
@@ -900,8 +909,7 @@ def _suspicious(rows: list[TensorRow]) -> list[Finding]:
         r
         for r in rows
         if r.kind == "parameter"
-        and len(r.shape) >= 2
-        and r.stats.get("numel", 0) > 1
+        and _mixes_inputs(r.shape)
         and r.dtype in _EPS
         and _num(r.stats.get("min")) is not None
         and r.stats.get("min") == r.stats.get("max")

@@ -16,6 +16,7 @@ import inspect
 import keyword
 import math
 import os
+import re
 import sys
 import tempfile
 import textwrap
@@ -31,11 +32,12 @@ from torch import nn
 from . import __version__
 from . import trace as trace_mod
 from .codegen_fold import fold
-from .errors import AuditFailure, UsageError
+from .errors import AuditFailure, InitAuditError, UsageError
 from .recipes import INIT_FUNCTIONS
 from .target import with_example_input as builder_for
 from .trace import Event, StorageRecord, TensorTrace, Trace
 
+_ALIAS_OVER = 56  # tensor paths longer than this go through a local name for their module
 #: ruff's and black's default, so the code passes `ruff format --check` in a project with no config.
 LINE_LENGTH = 88
 LITERAL_LIMIT = 64  # external tensors up to this many elements are written out as literals
@@ -56,7 +58,10 @@ _PURE_WRITES = {
 }
 _FACTORY_TO_INPLACE = {"zeros": "zero_()", "ones": "fill_(1)"}
 _ALLOC_OPS = {"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"}
-_DROP_KWARGS = {"layout", "pin_memory", "memory_format", "requires_grad"}
+_DROP_KWARGS = {"layout", "pin_memory", "requires_grad"}
+
+
+_GENERATED_NAME = "explicit_init.py"  # the generated code's file name while it is verified
 
 
 class CodegenError(AuditFailure):
@@ -562,16 +567,46 @@ class _Renderer:
                 self.final.setdefault(t.record.rid, []).append(t)
         self.vars: dict[int, str] = {}
         self.inline: dict[int, str] = {}
+        self.aliases: dict[str, str] = {}  # module name -> local name bound to it
+        self.taken = {root, "model", "self", "torch", "nn", "math", "bound", "SEED", "initialize"}
         self.uses_math = False
         self.lines: list[str] = []
 
     # -- expressions --------------------------------------------------------------------
     def path(self, name: str) -> str:
+        """The expression for a tensor; a deep module gets a local name first (one line
+        ``relative_position_bias = model.encoder.layers[0]…``) so statements stay short."""
+        expr = self._path(name)
+        mod_name, _, leaf = name.rpartition(".")
+        if len(expr) <= _ALIAS_OVER or not mod_name or not expr.endswith("." + leaf):
+            return expr
+        alias = self.aliases.get(mod_name)
+        if alias is None:
+            parts = mod_name.split(".")
+            stem = "_".join(parts[-2:]) if parts[-1].isdigit() else parts[-1]
+            stem = "".join(c if c.isalnum() or c == "_" else "_" for c in stem).strip("_")
+            if not stem.isidentifier() or keyword.iskeyword(stem):
+                stem = "module"
+            alias, n = stem, 1
+            while alias in self.taken or alias.startswith("scratch"):
+                n += 1
+                alias = f"{stem}_{n}"
+            self.taken.add(alias)
+            self.aliases[mod_name] = alias
+            self.emit(f"{alias} = {expr[: -len(leaf) - 1]}")
+        return f"{alias}.{leaf}"
+
+    def _path(self, name: str) -> str:
         parts = name.split(".")
         expr, mod = self.root, self.model
         for i, part in enumerate(parts):
             is_last = i == len(parts) - 1
             if part.isdigit() and isinstance(mod, (nn.Sequential, nn.ModuleList)):
+                keys = list(mod._modules)
+                if int(part) >= len(keys) or keys[int(part)] != part:
+                    # a slice of a Sequential keeps its keys ('1', '2', …): position ≠ name
+                    getter = "get_parameter" if self._is_param(name) else "get_buffer"
+                    return f"{self.root}.{getter}({_fmt_str(name)})"
                 expr += f"[{part}]"
             elif part.isidentifier() and not keyword.iskeyword(part):
                 expr += f".{part}"
@@ -590,7 +625,13 @@ class _Renderer:
 
     def tensor(self, ref: Ref) -> str:
         if ref.rid in self.inline:
-            return self.inline.pop(ref.rid)
+            # a tensor made inline (``torch.arange(3)``) and read through a view of it
+            # (``.view(-1, 1)``, meshgrid's expand): the view must be written out too
+            expr = self.inline.pop(ref.rid)
+            base = self.program.base.get(ref.rid)
+            if base is None or _meta(base) == _meta(ref):
+                return expr
+            return self._view(expr, _meta(base), ref)
         finals = self.final.get(ref.rid)
         if finals:
             for t in finals:
@@ -709,6 +750,8 @@ class _Renderer:
                     continue
                 if arg.name == "device" and str(value) == "cpu":
                     continue
+                if arg.name == "memory_format" and value == torch.preserve_format:
+                    continue  # what None means; ``contiguous()``'s clone keeps its format
                 if arg.has_default_value() and _same(arg.default_value, value):
                     continue
                 kws.append(f"{arg.name}={self.value(value)}")
@@ -808,6 +851,13 @@ class _Generator:
                 return mod, f"{mod or self.r.root} ({kind})"
         return "", "scratch tensors (not part of the final model)"
 
+    def tensors_of(self, step: Step) -> str:
+        """The final tensors a step writes or creates, as one comma-separated string."""
+        names = [
+            t.name for ref in step.writes() + step.fresh() for t in self.r.final.get(ref.rid, [])
+        ]
+        return ", ".join(dict.fromkeys(names))
+
     def prelude(self, residual: set[int]) -> list[str]:
         """Literal values for final tensors that came from outside any traced op."""
         lines = []
@@ -819,9 +869,12 @@ class _Generator:
             if value is None:
                 continue
             ref = self.p.base.get(rec.rid)
+            mark = len(self.r.lines)
             target = self.r.path(t.name)
             if ref is not None and _meta(ref) != _view_of(t.tensor):
                 target = self.r.tensor(ref)
+            lines += self.r.lines[mark:]  # a local name for a deep module
+            del self.r.lines[mark:]
             flat = value.flatten()
             if flat.numel() > 0 and bool((flat == flat[0]).all()):
                 lines.append(f"{target}.fill_({self.r.value(flat[0].item())})")
@@ -863,7 +916,15 @@ class _Generator:
                 header = self.last_group or header
             before = len(self.r.lines)
             nxt = self.kept[i + 1] if i + 1 < len(self.kept) else None
-            self.step(step, uses, nxt)
+            try:
+                self.step(step, uses, nxt)
+            except Exception as exc:
+                what = self.tensors_of(step) or header
+                detail = str(exc) if isinstance(exc, CodegenError) else f"{type(exc).__name__}: {exc}"
+                raise CodegenError(
+                    f"cannot generate the code for {what} (op {step.init or step.first.name} at "
+                    f"{_short_site(step.events[0].site or '?')}): {detail}"
+                ) from exc
             if len(self.r.lines) == before:
                 continue
             intro = []
@@ -1002,38 +1063,93 @@ def _short_num(v: Any) -> str:
 # ------------------------------------------------------------------------------ formatting
 
 
-def _wrap(line: str, indent: str, reserve: int = 0) -> list[str]:
+def _wrap(line: str, indent: str, reserve: int = 0, inside: bool = False) -> list[str]:
     """Wrap one statement the way ``ruff format`` does, for calls that do not fit
-    (``reserve``: characters that will follow the last line, e.g. a trailing comma)."""
+    (``reserve``: characters that will follow the last line, e.g. a trailing comma;
+    ``inside``: the line is inside brackets, where a chain of calls splits one call a line)."""
     if len(indent) + len(line) + reserve <= LINE_LENGTH:
         return [indent + line]
     if line.startswith("# "):
         width = LINE_LENGTH - len(indent) - 2
         return [indent + "# " + part for part in textwrap.wrap(line[2:], width)] or [indent + "#"]
-    if line.endswith(",") and line[:-1].endswith(")"):
+    if line.endswith(",") and line[:-1].endswith((")", "]")):
         # an argument of an exploded call: wrap the call, keep its trailing comma
-        out = _wrap(line[:-1], indent, reserve + 1)
+        out = _wrap(line[:-1], indent, reserve + 1, inside)
         out[-1] += ","
         return out
-    prefix, sep, rest = _split_outer_call(line)
-    if not sep:
+    inner_indent = indent + "    "
+    lhs, rhs = _split_assignment(line)
+    if lhs is not None and len(_fluent_pieces(rhs)) > 2:
+        # ``x = a(…).b(…).c(…)``: a chain of several calls goes in parentheses
+        return [indent + lhs + " = (", *_wrap(rhs, inner_indent, inside=True), indent + ")"]
+    pieces = _fluent_pieces(line)
+    if inside and len(pieces) > 2:
+        # inside brackets a chain of several calls splits before each call, one a line
+        out = []
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            out.extend(_wrap(piece, indent, reserve if last else 0, inside=True))
+        return out
+    empty_call = re.search(r"[)\]]\.[A-Za-z_][A-Za-z0-9_]*\(\)$", line)
+    if empty_call:
+        # ``f(a, b).clone()``: an empty trailing call stays on the last line, ``).clone()``
+        tail = line[empty_call.start() + 1 :]
+        out = _wrap(line[: empty_call.start() + 1], indent, reserve + len(tail), inside)
+        out[-1] += tail
+        return out
+    prefix, opening, inner, closing = _split_outer_call(line)
+    if not opening:
         return [indent + line]
-    inner = rest[:-1]
-    one = indent + "    " + inner
+    one = inner_indent + inner
     if len(one) <= LINE_LENGTH and not _top_level_trailing_comma(inner):
-        return [indent + prefix + "(", one, indent + ")"]
+        return [indent + prefix + opening, one, indent + closing]
     parts = _split_top_level(inner)
-    out = [indent + prefix + "("]
-    for part in parts:
-        out.extend(_wrap(part + ",", indent + "    "))
-    out.append(indent + ")")
+    out = [indent + prefix + opening]
+    if len(parts) == 1 and not _top_level_trailing_comma(inner):
+        # a sole argument is split, not exploded
+        out.extend(_wrap(parts[0], inner_indent, inside=True))
+    else:
+        for part in parts:
+            out.extend(_wrap(part + ",", inner_indent, inside=True))
+    out.append(indent + closing)
     return out
 
 
-def _split_outer_call(line: str) -> tuple[str, str, str]:
-    """Split ``a.b(x, y)`` into (``a.b``, ``(``, ``x, y)``) at the last top-level call."""
-    if not line.endswith(")"):
-        return line, "", ""
+def _split_assignment(line: str) -> tuple[str | None, str]:
+    """(``x``, ``a.b(c)``) for ``x = a.b(c)``; (None, line) when it is no simple assignment."""
+    head, sep, rest = line.partition(" = ")
+    if sep and head.isidentifier():
+        return head, rest
+    return None, line
+
+
+def _fluent_pieces(expr: str) -> list[str]:
+    """``a.b(c).d(e)`` as [``a.b(c)``, ``.d(e)``]: split before each top-level dot that
+    follows a closing bracket (where ``ruff format`` breaks a call chain)."""
+    pieces, depth, start, quote = [], 0, 0, None
+    for i, ch in enumerate(expr):
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "." and depth == 0 and i > 0 and expr[i - 1] in ")]":
+            pieces.append(expr[start:i])
+            start = i
+    pieces.append(expr[start:])
+    return pieces
+
+
+def _split_outer_call(line: str) -> tuple[str, str, str, str]:
+    """Split ``a.b(x, y)`` into (``a.b``, ``(``, ``x, y``, ``)``) at the last top-level
+    bracket pair (a call or a list literal)."""
+    if not line.endswith((")", "]")):
+        return line, "", "", ""
     depth = 0
     for i in range(len(line) - 1, -1, -1):
         ch = line[i]
@@ -1042,10 +1158,10 @@ def _split_outer_call(line: str) -> tuple[str, str, str]:
         elif ch in "([":
             depth -= 1
             if depth == 0:
-                if ch == "(" and i > 0:
-                    return line[:i], "(", line[i + 1 :]
-                return line, "", ""
-    return line, "", ""
+                if ch == "[" or i > 0:
+                    return line[:i], ch, line[i + 1 : -1], line[-1]
+                return line, "", "", ""
+    return line, "", "", ""
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -1088,8 +1204,13 @@ def generate_body(
     kept, residual = _plan(steps, final_rids)
     _explainable(program, kept, residual)
     gen = _Generator(program, kept, root, line_only)
-    prelude = gen.prelude(residual)
-    body = prelude + ([""] if prelude and kept else []) + gen.run()
+    try:
+        prelude = gen.prelude(residual)
+        body = prelude + ([""] if prelude and kept else []) + gen.run()
+    except InitAuditError:
+        raise
+    except Exception as exc:  # a gap in the generator: a failed audit, never an internal error
+        raise CodegenError(f"cannot generate the code ({type(exc).__name__}: {exc})") from exc
     return body, gen.r.uses_math
 
 
@@ -1303,7 +1424,7 @@ def verify_source(
 ) -> Verification:
     """Write ``source`` to a temporary file, import it and :func:`verify` it."""
     with tempfile.TemporaryDirectory(prefix="initaudit-explicit-") as tmp:
-        path = Path(tmp) / "explicit_init.py"
+        path = Path(tmp) / _GENERATED_NAME
         path.write_text(source, encoding="utf-8")
         fn = load_initializer(path)
         return verify(program, fn, build, example_input)
@@ -1411,16 +1532,17 @@ def explicit(
     if not unroll and source != generate(program, unroll=True):
         try:  # the folded code must verify as well as the unrolled would; else unroll
             v = verify_source(program, source, target.build, example_input)
-        except (UsageError, RuntimeError, TypeError):
+        except Exception:
             v = None
         if v is None or not v.ok:
             source, v = generate(program, unroll=True), None
     if v is None:
         try:
             v = verify_source(program, source, target.build, example_input)
-        except (UsageError, RuntimeError, TypeError) as exc:
+        except Exception as exc:
             raise AuditFailure(
-                f"the generated code failed to run ({type(exc).__name__}: {exc}); nothing written"
+                f"the generated code failed to run{_failed_at(exc, source)} "
+                f"({type(exc).__name__}: {exc}); nothing written"
             ) from exc
     if not v.ok:
         raise AuditFailure(failure_message(v, "the generated code") + "; nothing written")
@@ -1435,6 +1557,24 @@ def explicit(
         v,
         written=str(out) if out else None,
     )
+
+
+def _failed_at(exc: BaseException, source: str) -> str:
+    """`` at line N (`statement`, setting TENSOR)`` for the generated line that raised."""
+    import traceback
+
+    lineno = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith(os.sep + _GENERATED_NAME):
+            lineno = frame.lineno
+    if not lineno:
+        return ""
+    lines = source.splitlines()
+    stmt = lines[lineno - 1].strip() if lineno <= len(lines) else ""
+    # the group comment above it: ``# features.1.1 (BatchNorm2d)``
+    groups = (re.fullmatch(r"# ([\w.]+ \([\w.]+\))", ln.strip()) for ln in lines[: lineno - 1])
+    header = [m.group(1) for m in groups if m]
+    return f" at line {lineno}: `{stmt}`" + (f", setting {header[-1]}" if header else "")
 
 
 def summary_line(result: ExplicitResult) -> str:

@@ -257,12 +257,9 @@ def _init_of(entry: dict[str, Any]) -> _Init:
     draws: list[tuple[str, int, str | None]] = []
     rng_before: list[str | None] = []
     last_call_id: Any = object()
-    position: int | None = None
     for ev in events:
         if ev.get("kind") == "alloc":
             continue
-        if position is None:
-            position = int(ev.get("seq", 0))
         ops.append(ev["op"])
         if ev.get("rng"):
             draws.append((ev["op"], int(ev.get("numel", 0)), ev.get("rng")))
@@ -278,7 +275,7 @@ def _init_of(entry: dict[str, Any]) -> _Init:
         ops=ops,
         draws=draws,
         rng_before=rng_before,
-        position=position if position is not None else 1 << 62,
+        position=_position(events),
         has_events=True,
     )
 
@@ -302,10 +299,24 @@ class _Inits:
         events = entry.get("events")
         if events is None:
             return int(entry.get("order", 0))
-        for ev in events:
-            if ev.get("kind") != "alloc":
-                return int(ev.get("seq", 0))
-        return 1 << 62
+        return _position(events)
+
+
+def _position(events: list[dict[str, Any]]) -> int:
+    """A tensor's place in RNG order: its first draw, or (drawing nothing) its first write.
+
+    A parameter made by ``torch.zeros`` and drawn into later, after a thrown-away draw, starts
+    its draws after that draw: the first event alone would put it before its own root cause.
+    """
+    first = None
+    for ev in events:
+        if ev.get("kind") == "alloc":
+            continue
+        if ev.get("rng"):
+            return int(ev.get("seq", 0))
+        if first is None:
+            first = int(ev.get("seq", 0))
+    return first if first is not None else 1 << 62
 
 
 def _same_record(ea: dict[str, Any], eb: dict[str, Any]) -> bool:
@@ -564,6 +575,18 @@ def _status(
     return "kernel-drift", why
 
 
+def _draws_text(ia: _Init, ib: _Init) -> str:
+    """How a tensor's draws changed: their number, or (the same number) the ops drawing them."""
+    na, nb = sum(d[1] for d in ia.draws), sum(d[1] for d in ib.draws)
+    if na != nb:
+        return f"it now draws {nb} random numbers instead of {na}"
+
+    def ops(init: _Init) -> str:
+        return " + ".join(f"{op} ({n})" for op, n, _ in init.draws) or "none"
+
+    return f"it draws the same {na} random numbers through other ops: {ops(ib)} instead of {ops(ia)}"
+
+
 def _shape(e: dict[str, Any]) -> str:
     return "×".join(map(str, e["shape"])) or "scalar"
 
@@ -595,8 +618,9 @@ def diff_snapshots(
 ) -> DiffReport:
     """Compare snapshot ``a`` (before) with ``b`` (after): statuses, root cause, environment."""
     same_target(a, b)
-    if (atol is not None and atol < 0) or (rtol is not None and rtol < 0):
-        raise UsageError("--atol and --rtol must not be negative")
+    for tol in (atol, rtol):
+        if tol is not None and not (math.isfinite(tol) and tol >= 0):
+            raise UsageError(f"--atol and --rtol must be finite numbers ≥ 0, got {tol}")
     env = environment_changes(a.environment, b.environment)
     entries_a = {t["name"]: t for t in a.tensors}
     entries_b = {t["name"]: t for t in b.tensors}
@@ -635,10 +659,7 @@ def diff_snapshots(
                     f", though its init changed: {_recipe_text(ea, ia)} → {_recipe_text(eb, ib)}"
                 )
             if draws_changed:
-                reason += (
-                    f"; it now draws {sum(d[1] for d in ib.draws)} random numbers "
-                    f"instead of {sum(d[1] for d in ia.draws)}"
-                )
+                reason += f"; {_draws_text(ia, ib)}"
             diffs[name] = TensorDiff(
                 name,
                 "identical",
@@ -756,6 +777,10 @@ def diff_snapshots(
         values_compared=values_compared,
         notes=notes,
     )
+    if not report.drift:
+        # nothing drifted, so nothing has a root cause: a tensor whose draws changed while
+        # its bytes and everything after it stayed the same says so in its own reason
+        report.root_cause = None
     if root is None and report.drift:
         stray = report.by_status("stream-shift")
         if stray:

@@ -189,7 +189,8 @@ def audit_text(report: AuditReport) -> None:
             + (f"compared, {len(diff)} differed" if diff else "compared, all bitwise identical")
         )
     else:
-        check = "fresh-process rebuild: skipped (--no-rerun)"
+        why = rerun.get("skipped")
+        check = f"fresh-process rebuild: skipped ({why})" if why else "fresh-process rebuild: not run"
     errors = len(report.errors)
     infos = len(report.findings) - errors
     verdict = (

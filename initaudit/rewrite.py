@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,41 +164,124 @@ def _edit(source: str, cls: str, block: list[cst.BaseStatement] | None) -> str:
 
 
 def _ensure_imports(source: str, uses_math: bool) -> str:
-    """Add ``import math``, ``import torch`` and ``from torch import nn`` where missing."""
+    """Add ``import math``, ``import torch`` and ``from torch import nn`` where missing, each
+    where ruff's isort puts it (sections, straight imports before ``from``, sorted; ``nn``
+    joins an existing ``from torch import …``), so a sorted import block stays sorted."""
     module = cst.parse_module(source)
-    have: set[str] = set()
-    last_import = -1
-    for i, stmt in enumerate(module.body):
-        if isinstance(stmt, cst.SimpleStatementLine):
-            for node in stmt.body:
-                if isinstance(node, cst.Import):
-                    last_import = i
-                    for alias in node.names:
-                        bound = alias.asname.name if alias.asname else alias.name
-                        code = module.code_for_node(bound)
-                        if code == module.code_for_node(alias.name) or alias.asname:
-                            have.add(f"import {module.code_for_node(alias.name)} as {code}")
-                elif isinstance(node, cst.ImportFrom):
-                    last_import = i
-                    mod = module.code_for_node(node.module) if node.module else ""
-                    if not isinstance(node.names, cst.ImportStar):
-                        for alias in node.names:
-                            name = module.code_for_node(alias.name)
-                            asn = module.code_for_node(alias.asname.name) if alias.asname else name
-                            have.add(f"from {mod} import {name} as {asn}")
+    bound: dict[str, str] = {}  # name -> module it is bound to, from top-level imports
+    for stmt in module.body:
+        for node in _import_nodes(stmt):
+            if isinstance(node, cst.Import):
+                for alias in node.names:
+                    dotted = module.code_for_node(alias.name)
+                    if alias.asname:
+                        bound[module.code_for_node(alias.asname.name)] = dotted
+                    else:
+                        bound[dotted.split(".")[0]] = dotted.split(".")[0]
+            elif not node.relative and node.module and not isinstance(node.names, cst.ImportStar):
+                mod = module.code_for_node(node.module)
+                for alias in node.names:
+                    name = module.code_for_node(alias.name)
+                    asname = module.code_for_node(alias.asname.name) if alias.asname else name
+                    bound[asname] = f"{mod}.{name}"
     needed = []
-    if uses_math and "import math as math" not in have:
-        needed.append("import math\n")
-    if "import torch as torch" not in have:
-        needed.append("import torch\n")
-    if "from torch import nn as nn" not in have:
-        needed.append("from torch import nn\n")
-    if not needed:
-        return source
-    new_stmts = [cst.parse_statement(line) for line in needed]
-    at = last_import + 1 if last_import >= 0 else _after_docstring(module)
-    body = [*module.body[:at], *new_stmts, *module.body[at:]]
-    return module.with_changes(body=body).code
+    if uses_math and bound.get("math") != "math":
+        needed.append("import math")
+    if bound.get("torch") != "torch":
+        needed.append("import torch")
+    if bound.get("nn") != "torch.nn":
+        needed.append("from torch import nn")
+    for line in needed:
+        module = _insert_import(module, cst.parse_statement(line + "\n"))
+    return module.code
+
+
+def _import_nodes(stmt: cst.CSTNode) -> list[cst.Import | cst.ImportFrom]:
+    if isinstance(stmt, cst.SimpleStatementLine):
+        return [n for n in stmt.body if isinstance(n, (cst.Import, cst.ImportFrom))]
+    return []
+
+
+def _import_key(module: cst.Module, stmt: cst.CSTNode) -> tuple[int, int, str]:
+    """(section, from-import, module) as ruff's isort orders a statement."""
+    node = _import_nodes(stmt)[0]
+    if isinstance(node, cst.Import):
+        name, is_from = module.code_for_node(node.names[0].name), 0
+    else:
+        if node.relative:
+            return (4, 1, "")
+        name, is_from = module.code_for_node(node.module) if node.module else "", 1
+    top = name.split(".")[0]
+    section = 0 if top == "__future__" else 1 if top in sys.stdlib_module_names else 2
+    return (section, is_from, name.lower())
+
+
+def _insert_import(module: cst.Module, new: cst.SimpleStatementLine) -> cst.Module:
+    body = list(module.body)
+    start = _after_docstring(module)
+    end = start
+    while end < len(body) and _import_nodes(body[end]):
+        end += 1
+    key = _import_key(module, new)
+    if start == end:  # no import block: a new one after the docstring
+        return module.with_changes(body=[*body[:start], new, *body[start:]])
+    # groups of the block, split at blank lines; a later group that looks like the same
+    # section is the project's own (first-party) section
+    groups: list[tuple[int, list[int]]] = []
+    for i in range(start, end):
+        if not groups or body[i].leading_lines:
+            rank = _import_key(module, body[i])[0]
+            if groups and rank <= groups[-1][0]:
+                rank = groups[-1][0] + 1
+            groups.append((rank, [i]))
+        else:
+            groups[-1][1].append(i)
+    same = next((g for g in groups if g[0] == key[0]), None)
+    if same is not None:
+        members = same[1]
+        if key[1] == 1 and key[2] == "torch":  # join an existing ``from torch import …``
+            for i in members:
+                node = _import_nodes(body[i])[0]
+                if (
+                    isinstance(node, cst.ImportFrom)
+                    and _import_key(module, body[i])[1:] == (1, "torch")
+                    and not isinstance(node.names, cst.ImportStar)
+                    and node.lpar is None
+                ):
+                    names = [*node.names, cst.ImportAlias(name=cst.Name("nn"))]
+                    names.sort(key=lambda a: _member_key(module.code_for_node(a.name)))
+                    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+                    names = [a.with_changes(comma=comma) for a in names[:-1]] + [
+                        names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                    ]
+                    stmt = body[i].with_changes(body=[node.with_changes(names=names)])
+                    body[i] = stmt
+                    return module.with_changes(body=body)
+        at = next((i for i in members if _import_key(module, body[i])[1:] > key[1:]), None)
+        if at is None:
+            at = members[-1] + 1
+        elif at == members[0]:  # first of its group: take over the group's leading lines
+            new = new.with_changes(leading_lines=body[at].leading_lines)
+            body[at] = body[at].with_changes(leading_lines=[])
+        return module.with_changes(body=[*body[:at], new, *body[at:]])
+    later = next((g for g in groups if g[0] > key[0]), None)
+    if later is None:  # a new last section
+        new = new.with_changes(leading_lines=[cst.EmptyLine()])
+        return module.with_changes(body=[*body[:end], new, *body[end:]])
+    at = later[1][0]
+    if at == start:  # a new first section
+        new = new.with_changes(leading_lines=body[at].leading_lines)
+    else:
+        new = new.with_changes(leading_lines=[cst.EmptyLine()])
+    body[at] = body[at].with_changes(leading_lines=[cst.EmptyLine()])
+    return module.with_changes(body=[*body[:at], new, *body[at:]])
+
+
+def _member_key(name: str) -> tuple[int, str]:
+    """ruff's order-by-type for the names of a ``from`` import: CONSTANTS, Classes, others."""
+    if name.isupper() and len(name) > 1:
+        return (0, name)
+    return (1 if name[:1].isupper() else 2, name.lower())
 
 
 def _after_docstring(module: cst.Module) -> int:

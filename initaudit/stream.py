@@ -44,8 +44,20 @@ _META = torch.device("meta")
 _CPU = torch.device("cpu")
 
 
+#: What to do instead, said by every refusal that does not say it already.
+STREAM_INSTEAD = (
+    "run the same command without --stream: `freeze --digest-only` builds the model in "
+    "memory and keeps only the digests"
+)
+
+
 class StreamError(UsageError):
     """The build cannot be replayed from a meta-device trace (exit code 2)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        if hint is None and "without --stream" not in message:
+            hint = STREAM_INSTEAD
+        super().__init__(message, hint=hint)
 
 
 # --------------------------------------------------------------------------- recording
@@ -704,7 +716,7 @@ def freeze_digest(
 
     if device != "cpu":
         if stream:
-            raise UsageError(f"--stream replays on the CPU; it cannot build on --device {device}")
+            raise StreamError(f"--stream replays on the CPU; it cannot build on --device {device}")
         return None
     torch_dtype = dtype
     reporter = render.Reporter(enabled=not quiet)

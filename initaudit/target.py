@@ -365,11 +365,11 @@ def model_output_to_stderr() -> Iterator[None]:
 
 def _user_origin(exc: BaseException) -> str:
     """`` (at file:line)`` of the innermost traceback frame outside torch and initaudit."""
-    torch_dir = os.path.dirname(torch.__file__)
-    here = os.path.dirname(__file__)
+    # the folders end in a separator: ``…/torchvision/`` and ``…/torch_geometric/`` are not torch
+    skip = tuple(os.path.join(os.path.dirname(f), "") for f in (torch.__file__, __file__))
     site = None
     for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename.startswith((torch_dir, here)):
+        if frame.filename.startswith(skip):
             continue
         site = f"{frame.filename}:{frame.lineno}"
     return f" (at {site})" if site else ""

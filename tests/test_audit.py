@@ -252,7 +252,18 @@ def test_audit_a_frozen_snapshot(tmp_path):
     run_cli("freeze", str(EXAMPLES / "mlp.py"), "--out", str(snap), "-q", cwd=ROOT, check=0)
     data = _inspect(str(snap), "--require-explicit", check=1)
     assert len(_finding(data, "kept-default", "error")["tensors"]) == 6
-    assert data["rerun"] == {"ran": False}
+    assert data["rerun"] == {"ran": False, "skipped": "a snapshot is audited as recorded"}
+    text = run_cli("inspect", str(snap), cwd=ROOT).stdout
+    assert "skipped (a snapshot is audited as recorded)" in text and "--no-rerun" not in text
+
+
+def test_help_gives_each_finding_the_severity_inspect_reports():
+    """``lazy`` is an error without --example-input (what `inspect lazy.py` reports)."""
+    help_text = " ".join(run_cli("inspect", "--help", check=0).stdout.split())
+    assert "lazy (an error without --example-input, info with it)" in help_text
+    assert "lazy (info)" not in help_text and "tied, lazy" not in help_text
+    proc = run_cli("inspect", str(MODELS / "lazy.py"), "--no-rerun", cwd=ROOT)
+    assert proc.returncode == 1 and "ERROR lazy" in proc.stdout, (proc.returncode, proc.stdout)
 
 
 @pytest.mark.parametrize(
@@ -267,3 +278,42 @@ def test_bad_input_is_one_line_and_exit_2(args):
     proc = run_cli("inspect", *args, cwd=ROOT, check=2)
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "error" in proc.stderr
+
+
+# ------------------------------------------------------------------ modern real-model patterns
+
+MODERN = MODELS / "modern_vision.py"
+
+
+def test_per_channel_constants_are_not_a_symmetry_problem():
+    """ConvNeXt's layer scale (C,1,1), NF-RegNet's gain (C,1,1,1), Swin-v2's logit scale."""
+    report = inspect_target(resolve(f"{MODERN}:LayerScale"), 0, rerun=False)
+    assert report.exit_code == 0, [f.to_json() for f in report.errors]
+    assert not report.by_kind("suspicious")
+    assert report.row("layer_scale").stats["min"] == report.row("layer_scale").stats["max"]
+    # the same check still fires on a real weight matrix whose elements are all equal
+    report = inspect_target(resolve(f"{BUGS}:ConstantMatrix"), 0, rerun=False)
+    assert [f.severity for f in report.by_kind("suspicious")] == ["error"]
+
+
+@pytest.mark.parametrize("name", ["SwinRelativePosition", "WhisperSinusoids", "SlicedBackbone"])
+def test_modern_patterns_have_no_error_findings(name):
+    report = inspect_target(resolve(f"{MODERN}:{name}"), 0, rerun=False)
+    assert report.exit_code == 0, [f.to_json() for f in report.errors]
+
+
+def test_transformers_swin_v2_has_no_error_findings():
+    pytest.importorskip("transformers")
+    from transformers import Swinv2Config, Swinv2Model
+
+    from initaudit.target import Target
+
+    def build():
+        cfg = Swinv2Config(
+            image_size=16, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=2
+        )
+        return Swinv2Model(cfg)
+
+    report = inspect_target(Target(spec="swinv2", name="swinv2", builder=build), 0, rerun=False)
+    assert report.exit_code == 0, [f.to_json() for f in report.errors]
+    assert any(r.name.endswith("logit_scale") for r in report.tensors)

@@ -90,6 +90,68 @@ def test_corpus_bitwise_default_independent_and_ruff_clean(name, unroll, tmp_pat
     assert result.ok, result.mismatches
 
 
+MODERN = "tests/models/modern_vision.py"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        f"{MODERN}:LayerScale",
+        f"{MODERN}:SwinRelativePosition",
+        f"{MODERN}:WhisperSinusoids",
+        f"{MODERN}:SlicedBackbone",
+        f"{CORPUS}:build_swin",
+        f"{CORPUS}:build_whisper",
+    ],
+)
+def test_modern_models_bitwise_and_ruff_clean(spec, tmp_path):
+    """Views of tensors made inline (meshgrid, ``arange(L).view(-1, 1)``), ``contiguous()``
+    after a permute, sliced Sequentials, a build-time eval forward."""
+    if "build_" in spec:
+        pytest.importorskip("transformers")
+    target, program = _program(spec)
+    source = codegen.generate(program)
+    _ruff(source, tmp_path)
+    result = codegen.verify_source(program, source, target.build)
+    assert result.ok, result.mismatches
+
+
+def test_inline_tensor_keeps_its_view():
+    _, program = _program(f"{MODERN}:WhisperSinusoids")
+    source = codegen.generate(program)
+    assert "torch.arange(32).view([32, 1])" in source
+
+
+def test_sliced_sequential_is_addressed_by_its_real_keys():
+    """``backbone[1:]`` keeps keys '1', '2', '3': position 1 is key '2', the SE block."""
+    _, program = _program(f"{MODERN}:SlicedBackbone")
+    source = codegen.generate(program)
+    assert 'model.get_buffer("features.1.1.running_mean")' in source
+    assert "model.features[1][1]" not in source and "model.features[1][2]" not in source
+    assert "model.features[0][0].weight" in source  # positions that are the keys stay readable
+
+
+def test_generation_failure_names_the_tensor():
+    _, program = _program(f"{CORPUS}:DtypeView")
+    with pytest.raises(AuditFailure, match=r"cannot generate the code for w \(op fill_ at "):
+        codegen.generate(program)
+
+
+def test_generated_code_that_fails_names_its_line_and_tensor(monkeypatch):
+    """Any exception from running the generated code is a failed audit naming the line."""
+    target = resolve(str(ROOT / MODERN) + ":SlicedBackbone")
+    real = codegen.generate
+    bad = 'model.get_buffer("features.1.1.running_mean")'
+    monkeypatch.setattr(
+        codegen, "generate", lambda p: real(p).replace(bad, "model.features[1][1].running_mean")
+    )
+    with pytest.raises(AuditFailure) as info:
+        codegen.explicit(target, 0)
+    msg = str(info.value)
+    assert "model.features[1][1].running_mean" in msg and "features.1.1 (BatchNorm2d)" in msg
+    assert "AttributeError" in msg and "nothing written" in msg
+
+
 def test_lazy_linear_with_example_input(tmp_path):
     target, program = _program("tests/models/lazy.py", example_input=(2, 3))
     source = codegen.generate(program)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from initaudit import snapshot
 from initaudit._cli import main
 from initaudit.diff import diff_snapshots, report_to_json, value_error
+from initaudit.errors import UsageError
 from initaudit.render_diff import diff_markdown, diff_plain
 
 from .conftest import ROOT, run_cli
@@ -482,3 +484,62 @@ def test_gpt2_from_transformers_recipe_drift():
     assert report.root_cause.name == "transformer.wte.weight"  # first in RNG order
     assert "std=0.02" in report.root_cause.reason and "std=0.05" in report.root_cause.reason
     assert report.root_cause.shifted == []  # same number of draws: nothing shifts
+
+
+LATE_DRAW_MODEL = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Parameter(torch.zeros(4, 3))  # created first, drawn into later
+        self.a = nn.Linear(3, 4)
+{extra}
+        nn.init.normal_(self.stem)
+        self.b = nn.Linear(4, 2)
+"""
+
+
+def test_every_stream_shift_is_listed_under_its_root_cause(tmp_path):
+    """A tensor created before a thrown-away draw but drawn into after it is shifted by it."""
+    model = tmp_path / "net.py"
+    model.write_text(LATE_DRAW_MODEL.format(extra=""))
+    old = freeze(model, tmp_path / "old" / "net.json")
+    model.write_text(LATE_DRAW_MODEL.format(extra="        torch.randn(3)"))
+    new = freeze(model, tmp_path / "new" / "net.json")
+    data = diff_json(old, new)
+    shifts = [t for t in data["tensors"] if t["status"] == "stream-shift"]
+    assert data["counts"]["stream-shift"] == len(shifts) == 3
+    assert data["root_cause_detail"]["kind"] == "orphan-draw"
+    assert data["root_cause_detail"]["shifted"] == [t["name"] for t in shifts]
+    assert {t["name"]: t["shifted_by"] for t in shifts} == dict.fromkeys(
+        ["stem", "b.weight", "b.bias"], data["root_cause"]
+    )
+
+
+def test_identical_streamed_twin_names_no_root_cause(tmp_path):
+    """Same bytes everywhere: no root cause, and no reason that contradicts itself."""
+    spec = str(ROOT / "tests" / "models" / "stream_models.py") + ":TinyViT"
+    full, streamed = tmp_path / "full.json", tmp_path / "streamed.json"
+    run_cli("freeze", spec, "--digest-only", "--out", str(full), "-q", check=0)
+    run_cli("freeze", spec, "--digest-only", "--stream", "--out", str(streamed), "-q", check=0)
+    data = diff_json(full, streamed, code=0)
+    assert data["verdict"] == "identical"
+    assert data["root_cause"] is None and data["root_cause_detail"] is None
+    for t in data["tensors"]:
+        m = re.search(r"draws (\d+) random numbers instead of (\d+)", t["reason"])
+        assert m is None or m.group(1) != m.group(2), t["reason"]
+    text = run_cli("diff", str(full), str(streamed), env={"COLUMNS": "200"}).stdout
+    assert text.startswith("IDENTICAL") and "root cause" not in text
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_tolerance_must_be_a_finite_non_negative_number(value):
+    proc = run_cli("diff", str(MLP), str(MLP), "--atol", value)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "--atol" in proc.stderr
+    with pytest.raises(UsageError):
+        diff_snapshots(snapshot.read(MLP), snapshot.read(MLP), rtol=float(value))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -119,3 +120,52 @@ def test_unexplainable_class_leaves_file_alone(tmp_path):
         rewrite.rewrite(f"{path}:PrivateGenerator")
     assert path.read_text() == original
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+
+def _net(lines: str) -> str:
+    return (
+        "\n\nclass Net(nn.Module):\n    def __init__(self) -> None:\n"
+        "        super().__init__()\n" + "".join(f"        {ln}\n" for ln in lines.split(";"))
+    )
+
+
+@pytest.mark.parametrize(
+    ("imports", "body", "expected"),
+    [
+        # the issue's case: ``import torch.nn as nn`` already binds nn (not torch)
+        (
+            "import torch.nn as nn\n",
+            "self.fc = nn.Linear(3, 4)",
+            "import math\n\nimport torch\nimport torch.nn as nn\n",
+        ),
+        (
+            "import os\n\nimport torch\nfrom torch import Tensor\n",
+            "self.fc = torch.nn.Linear(3, 4);self.scale: Tensor = torch.nn.Parameter(torch.ones(4))"
+            ";self.where = os.sep",
+            "import math\nimport os\n\nimport torch\nfrom torch import Tensor, nn\n",
+        ),
+        (
+            "from __future__ import annotations\n\nimport math\n\nfrom torch import nn\n",
+            "self.fc = nn.Linear(3, int(math.sqrt(16)))",
+            "from __future__ import annotations\n\nimport math\n\nimport torch\n"
+            "from torch import nn\n",
+        ),
+    ],
+    ids=["import-torch.nn-as-nn", "join-from-torch-import", "future-and-math"],
+)
+def test_added_imports_keep_the_file_ruff_clean(tmp_path, imports, body, expected):
+    ruff = shutil.which("ruff")
+    assert ruff is not None, "ruff is part of the test extras"
+    path = tmp_path / "net.py"
+    head = '"""A model."""\n\n'
+    nn_name = "nn" if "nn" in imports else "torch.nn"
+    path.write_text(head + imports + _net(body).replace("(nn.Module)", f"({nn_name}.Module)"))
+    cfg = ["check", "--isolated", "--select", "E,F,W,I", "--ignore", "E501"]
+    before = subprocess.run([ruff, *cfg, str(path)], capture_output=True, text=True)
+    assert before.returncode == 0, before.stdout  # the file starts out clean
+    assert rewrite.rewrite(f"{path}:Net").written
+    text = path.read_text()
+    assert text.startswith(head + expected), text[:300]
+    proc = subprocess.run([ruff, *cfg, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + text

@@ -80,8 +80,9 @@ def test_the_meta_trace_allocates_no_values() -> None:
 
 def test_a_build_that_reads_values_is_refused_clearly() -> None:
     tg = target.resolve(f"{MODELS}:ReadsValues", {})
-    with pytest.raises(StreamError, match="meta device"):
+    with pytest.raises(StreamError, match="meta device") as info:
         stream.stream_freeze(tg, 0)
+    assert "run the same command without --stream" in str(info.value)  # what to do instead
 
 
 def test_replay_frees_storages_as_it_goes() -> None:

@@ -92,3 +92,25 @@ def test_an_edited_file_is_imported_afresh(tmp_path):
     assert resolve(str(path)).build().weight.shape == (3, 2)
     path.write_text("from torch import nn\n\ndef build_model():\n    return nn.Linear(4, 5)\n")
     assert resolve(str(path)).build().weight.shape == (5, 4)
+
+
+def test_error_location_is_not_hidden_in_a_sibling_of_torch():
+    """``…/torchvision/`` starts with ``…/torch``: it is still a frame to name."""
+    import os
+
+    import torch
+
+    from initaudit.target import _user_origin
+
+    torch_dir = os.path.dirname(torch.__file__)
+    beside = os.path.join(torch_dir + "vision", "models", "swin_transformer.py")
+    try:
+        exec(compile("\n" * 41 + "raise ValueError('bad window')", beside, "exec"), {})
+    except ValueError as exc:
+        assert _user_origin(exc) == f" (at {beside}:42)"
+    inside = os.path.join(torch_dir, "nn", "init.py")
+    try:
+        exec(compile("raise ValueError('x')", inside, "exec"), {})
+    except ValueError as exc:
+        origin = _user_origin(exc)
+        assert "test_target.py:" in origin and inside not in origin  # torch's own frame skipped

@@ -106,3 +106,46 @@ def build_gpt2():
 
     cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=16)
     return GPT2LMHeadModel(cfg)
+
+
+class DtypeView(nn.Module):
+    """Writes a float parameter through an int32 view of its bytes: no explicit code for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(4))
+        self.w.data.view(torch.int32).fill_(7)
+
+
+def build_swin():
+    """A small Swin from transformers: relative-position index from meshgrid/stack/flatten."""
+    from transformers import SwinConfig, SwinModel
+
+    cfg = SwinConfig(
+        image_size=16, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=2
+    )
+    return SwinModel(cfg)
+
+
+def build_whisper():
+    """A small Whisper from transformers: sinusoidal positions from arange(L).view(-1, 1)."""
+    from transformers import WhisperConfig, WhisperModel
+
+    cfg = WhisperConfig(
+        vocab_size=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=16,
+        decoder_ffn_dim=16,
+        num_mel_bins=8,
+        max_source_positions=32,
+        max_target_positions=16,
+    )
+    return WhisperModel(cfg)
