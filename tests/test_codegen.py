@@ -143,7 +143,9 @@ def test_generated_code_that_fails_names_its_line_and_tensor(monkeypatch):
     real = codegen.generate
     bad = 'model.get_buffer("features.1.1.running_mean")'
     monkeypatch.setattr(
-        codegen, "generate", lambda p: real(p).replace(bad, "model.features[1][1].running_mean")
+        codegen,
+        "generate",
+        lambda p, **kw: real(p, **kw).replace(bad, "model.features[1][1].running_mean"),
     )
     with pytest.raises(AuditFailure) as info:
         codegen.explicit(target, 0)
