@@ -37,6 +37,9 @@ MIN_TORCH = "2.1"
 MARKER = "initaudit-env.json"
 MARKER_FORMAT = "initaudit.env"
 ENV_DIR_VAR = "INITAUDIT_ENV_DIR"
+#: Distributions (names separated by spaces or commas) whose installed versions a freeze
+#: records as ``provenance["env_requirements"]``: what a matrix column or CI job was made for.
+ENV_REQUIREMENTS_VAR = "INITAUDIT_ENV_REQUIREMENTS"
 LOG_NAME = "initaudit-envs.log"
 # initaudit's own dependencies besides torch, pinned to the running versions when known.
 # numpy: the tracer digests RNG states with Tensor.numpy().
@@ -94,6 +97,65 @@ def check_supported(version: str) -> str:
     return version
 
 
+def check_requirement(text: str, option: str = "--with") -> str:
+    """``text`` as one normalized pip requirement (``transformers==5.0.0``); options refused.
+
+    Only what :class:`packaging.requirements.Requirement` accepts is a requirement: pip options
+    (``-e``, ``--index-url …``), paths and anything else pip would read as a flag are refused, so
+    a value can never change how pip runs.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise UsageError(
+            f"{option} {text!r} is a pip option, not a requirement; initaudit passes only "
+            "requirements to pip (configure indexes in pip.conf or PIP_INDEX_URL)"
+        )
+    try:
+        req = Requirement(stripped)
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid"
+        raise UsageError(
+            f"{option} {text!r} is not a pip requirement (expected e.g. transformers==4.57.6): "
+            f"{first}"
+        ) from None
+    req.name = canonicalize_name(req.name)
+    return str(req)
+
+
+def requirement_name(text: str) -> str:
+    """The canonical distribution name of a requirement (``Transformers==5`` → ``transformers``)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(Requirement(text).name)
+
+
+def requested_versions() -> dict[str, str | None] | None:
+    """``{name: installed version}`` of the distributions ``$INITAUDIT_ENV_REQUIREMENTS`` names
+    (None for one not installed), or None when the variable is not set."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    names = os.environ.get(ENV_REQUIREMENTS_VAR, "").replace(",", " ").split()
+    if not names:
+        return None
+    out: dict[str, str | None] = {}
+    for raw in names:
+        try:
+            name = requirement_name(raw)
+        except Exception:
+            name = canonicalize_name(raw)
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return dict(sorted(out.items()))
+
+
 def default_env_dir() -> Path:
     """``$INITAUDIT_ENV_DIR``, else ``$XDG_CACHE_HOME/initaudit/envs`` (``~/.cache/...``)."""
     if os.environ.get(ENV_DIR_VAR):
@@ -103,12 +165,20 @@ def default_env_dir() -> Path:
 
 
 def env_slug(version: str, extra: tuple[str, ...] = ()) -> str:
-    """``torch-2.13.0-py311`` (plus a digest of extra requirements): the cache entry's name."""
+    """``torch-2.13.0-py311`` (plus a digest and the pins of extra requirements): the cache
+    entry's name, e.g. ``torch-2.13.0-py311-x1a2b3c4d-transformers-5.0.0``."""
     safe = re.sub(r"[^A-Za-z0-9.+_-]", "_", version)
     slug = f"torch-{safe}-py{sys.version_info[0]}{sys.version_info[1]}"
     if extra:
         slug += "-x" + hashlib.sha256("\n".join(sorted(extra)).encode()).hexdigest()[:8]
+        pins = [m.group(1) + "-" + m.group(2) for m in map(_PIN.fullmatch, sorted(extra)) if m]
+        readable = re.sub(r"[^A-Za-z0-9.+_-]", "_", "-".join(pins))[:60]
+        if readable:
+            slug += "-" + readable
     return slug
+
+
+_PIN = re.compile(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!_-]+)")
 
 
 def env_python(path: Path) -> Path:
@@ -129,6 +199,68 @@ def read_marker(path: Path) -> dict[str, Any] | None:
     if not env_python(path).exists():  # the base interpreter moved or was removed
         return None
     return data
+
+
+def site_packages(path: Path) -> Path | None:
+    """The ``site-packages`` folder of a venv, or None when there is none."""
+    if sys.platform == "win32":  # pragma: no cover
+        found = path / "Lib" / "site-packages"
+        return found if found.is_dir() else None
+    for found in sorted(path.glob("lib/python*/site-packages")):
+        return found
+    return None
+
+
+def installed_versions(path: Path) -> dict[str, str]:
+    """``{canonical name: version}`` of every distribution installed in a venv (read from disk)."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    site = site_packages(path)
+    if site is None:
+        return {}
+    out: dict[str, str] = {}
+    for dist in metadata.distributions(path=[str(site)]):
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            out.setdefault(canonicalize_name(name), dist.version)
+    return out
+
+
+def check_env(path: Path, marker: dict[str, Any]) -> str | None:
+    """Why a marked environment cannot be used (a requirement missing, changed or with files
+    deleted), or None when every requirement it was built with is installed and whole."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    site = site_packages(path)
+    if site is None:
+        return "it has no site-packages folder"
+    dists = {}
+    for dist in metadata.distributions(path=[str(site)]):
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            dists.setdefault(canonicalize_name(name), dist)
+    wanted = [r for r in (marker.get("requirements") or []) if isinstance(r, str)]
+    for text in [*wanted, "initaudit"]:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            return f"its marker names an invalid requirement {text!r}"
+        dist = dists.get(canonicalize_name(req.name))
+        if dist is None:
+            return f"{req.name} is not installed in it"
+        if req.specifier and not req.specifier.contains(dist.version, prereleases=True):
+            return f"it holds {req.name} {dist.version}, not {req}"
+        for f in dist.files or []:
+            if f.suffix in (".pyc", ".pyo") or "__pycache__" in f.parts or ".." in f.parts:
+                continue
+            if not Path(dist.locate_file(f)).exists():
+                return f"{req.name}'s file {f.as_posix()} is missing"
+    return None
 
 
 # --------------------------------------------------------------------------- initaudit wheel
@@ -221,13 +353,45 @@ _NETWORK_SIGNS = (
 )
 
 
+_GENERIC_PIP_LINES = ("ResolutionImpossible", "for help visit")
+
+
+def _conflict_causes(lines: list[str]) -> list[str]:
+    """The lines under pip's ``The conflict is caused by:`` (one requirement each)."""
+    causes: list[str] = []
+    inside = False
+    for ln in lines:
+        if ln.strip() == "The conflict is caused by:":
+            inside = True
+            continue
+        if inside:
+            if not ln.strip() or not ln[:1].isspace():
+                inside = False
+                continue
+            causes.append(ln.strip())
+    return causes
+
+
 def pip_error_line(output: str) -> str:
-    """pip's own summary line (the last ``ERROR: ...`` line) from its output."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR:")]
-    if not lines:
-        tail = [ln.strip() for ln in output.splitlines() if ln.strip()]
-        return tail[-1] if tail else "pip failed without a message"
-    line = lines[-1]
+    """pip's most useful error line: a constraint or conflict it names, else its last ``ERROR:``.
+
+    A resolver conflict ends in a generic ``ERROR: ResolutionImpossible: for help visit …``;
+    the line that says what conflicts (``The user requested (constraint) torch<=2.14.1``)
+    is quoted instead.
+    """
+    lines = output.splitlines()
+    causes = _conflict_causes(lines)
+    if causes:
+        constrained = [c for c in causes if "(constraint)" in c]
+        line = "; ".join(constrained or causes)
+    else:
+        errors = [ln.strip() for ln in lines if ln.strip().startswith("ERROR:")]
+        useful = [e for e in errors if not all(g in e for g in _GENERIC_PIP_LINES)]
+        if useful or errors:
+            line = (useful or errors)[-1]
+        else:
+            tail = [ln.strip() for ln in lines if ln.strip()]
+            line = tail[-1] if tail else "pip failed without a message"
     return line if len(line) <= 400 else line[:397] + "..."
 
 
@@ -238,6 +402,11 @@ def _pip_hint(output: str, env_dir: Path) -> str | None:
         return (
             "pip could not reach a package index (no network?); point pip at a reachable "
             "index or wheel folder with PIP_INDEX_URL / PIP_FIND_LINKS or pip.conf"
+        )
+    if "(constraint)" in output:
+        return (
+            "a pip constraints file (pip.conf 'constraint' or PIP_CONSTRAINT) rules this version "
+            "out; see 'pip config list'"
         )
     if "(from versions: none)" in output:
         return (
@@ -412,6 +581,7 @@ def ensure(
 ) -> TorchEnv:
     """A complete environment with ``torch==version``: reused from the cache or built now."""
     version = check_supported(version)
+    extra = tuple(check_requirement(x) for x in extra)
     env_dir = Path(env_dir) if env_dir is not None else default_env_dir()
     try:
         env_dir.mkdir(parents=True, exist_ok=True)
@@ -422,6 +592,14 @@ def ensure(
     fingerprint = source_fingerprint()
     with _locked(env_dir, slug):
         marker = read_marker(path)
+        broken = check_env(path, marker) if marker is not None else None
+        if broken is not None:
+            log(f"environment {path} is broken ({broken}); rebuilding it")
+            _append_log(env_dir, f"broken {path} ({broken}): rebuilding")
+            shutil.rmtree(path, ignore_errors=True)
+            if path.exists():
+                raise EnvironmentSetupError(f"cannot remove the broken environment {path}")
+            marker = None
         if marker is not None:
             reqs = requirements(version, extra)
             if marker.get("requirements") != reqs:
@@ -560,9 +738,21 @@ def freeze_in(
     device: str = "cpu",
     dtype: str | None = None,
     cwd: Path | None = None,
+    record: tuple[str, ...] = (),
+    label: str | None = None,
 ) -> None:
-    """Run ``initaudit freeze`` inside ``env`` as a separate process, writing ``out``."""
+    """Run ``initaudit freeze`` inside ``env`` as a separate process, writing ``out``.
+
+    ``record`` names the distributions whose versions the snapshot's provenance records as
+    ``env_requirements`` (the column's requirements); ``label`` names the column in errors.
+    """
     from .errors import TargetError
+
+    where = label or f"torch {env.torch_version}"
+    child = child_environ()
+    child.pop(ENV_REQUIREMENTS_VAR, None)
+    if record:
+        child[ENV_REQUIREMENTS_VAR] = " ".join(record)
 
     cmd = [str(env.python), "-m", "initaudit", "freeze", spec, "--out", str(out)]
     cmd += ["--format", "json", "--force", "-q", "--seed", str(seed), "--device", device]
@@ -573,7 +763,7 @@ def freeze_in(
     proc = subprocess.run(
         cmd,
         cwd=cwd,
-        env=child_environ(),
+        env=child,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -584,12 +774,10 @@ def freeze_in(
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     said = [ln.split("error:", 1)[1].strip() for ln in lines if ln.startswith("initaudit: error:")]
     if said:
-        raise TargetError(f"freezing under torch {env.torch_version}: {said[-1]}")
+        raise TargetError(f"freezing under {where}: {said[-1]}")
     if proc.returncode < 0:
-        raise EnvironmentSetupError(
-            f"freezing under torch {env.torch_version} crashed (signal {-proc.returncode})"
-        )
+        raise EnvironmentSetupError(f"freezing under {where} crashed (signal {-proc.returncode})")
     raise EnvironmentSetupError(
-        f"freezing under torch {env.torch_version} failed (exit {proc.returncode}): "
+        f"freezing under {where} failed (exit {proc.returncode}): "
         + (lines[-1] if lines else "no output")
     )
