@@ -611,7 +611,8 @@ def ensure(
             _append_log(env_dir, f"reuse {path}")
             return TorchEnv(version, path, marker["torch"], reused=True)
         _clean_stale(env_dir, slug, log)
-        log(f"torch {version}: building a new environment in {path} (reused on later runs)")
+        what = f"torch {version}" + (f" with {' '.join(extra)}" if extra else "")
+        log(f"{what}: building a new environment in {path} (reused on later runs)")
         _build(version, env_dir, slug, extra, fingerprint)
         marker = read_marker(path)
         if marker is None:  # pragma: no cover - _build renames a marked folder into place
