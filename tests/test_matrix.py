@@ -380,7 +380,7 @@ def test_transformers_release_drift_is_found(hf_env_dir, tmp_path, arch, root_ca
         "env_requirements.transformers": {"before": HF_OLD, "after": HF_NEW}
     }
     # the snapshots carry the column in their names, and diff DIR orders them the same way
-    folder = tmp_path / "snapshots" / "hf_tiny"
+    (folder,) = (tmp_path / "snapshots").iterdir()  # snapshots/<model>/
     names = sorted(p.name for p in folder.glob("*.json"))
     assert names == [f"transformers-{v}-torch-{data['columns'][0]['versions']['torch']}-seed0.json"
                      for v in (HF_OLD, HF_NEW)]  # fmt: skip
