@@ -8,7 +8,8 @@ its status, the function whose source line set it (read from that release's file
 that architecture's ``_init_weights`` source changed between the two releases.
 
     python benchmarks/library_drift.py 4.46.3 4.57.6 5.0.0 5.24.0 --out benchmarks/library_drift.md
-    python benchmarks/library_drift.py 1.0.9 1.0.26 --package timm --models tests/models/timm_tiny.py
+    python benchmarks/library_drift.py 1.0.9 1.0.20 1.0.31 --package timm --no-deps \\
+        --models tests/models/timm_tiny.py   # in a venv with torch 2.14.1 + torchvision 0.29.1
 
 The per-release folders are kept in ``--work`` (default ``/tmp/initaudit-library-drift``) and
 reused; ``--json`` writes the raw results.
@@ -99,7 +100,7 @@ def worker(models: Path, names: list[str], out: Path, package: str) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-def install(package: str, version: str, work: Path) -> Path:
+def install(package: str, version: str, work: Path, no_deps: bool = False) -> Path:
     """``pip install --target`` one release (with its dependencies except torch), once."""
     dest = work / f"{package}-{version}"
     if (dest / ".complete").exists():
@@ -108,6 +109,8 @@ def install(package: str, version: str, work: Path) -> Path:
     subprocess.run(["rm", "-rf", str(tmp)], check=True)
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-warn-script-location",
            "--target", str(tmp), f"{package}=={version}"]  # fmt: skip
+    if no_deps:  # the running interpreter already holds them (timm: torchvision, hub, yaml)
+        cmd.append("--no-deps")
     subprocess.run(cmd, check=True)
     for leaked in tmp.glob("torch*"):  # never a second torch: the running one is the baseline
         subprocess.run(["rm", "-rf", str(leaked)], check=True)
@@ -118,9 +121,9 @@ def install(package: str, version: str, work: Path) -> Path:
 
 
 def run_release(
-    package: str, version: str, models: Path, names: list[str], work: Path
+    package: str, version: str, models: Path, names: list[str], work: Path, no_deps: bool = False
 ) -> dict[str, Any]:
-    site = install(package, version, work)
+    site = install(package, version, work, no_deps)
     out = work / "frozen" / models.stem / f"{package}-{version}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
     env.pop("PYTHONHOME", None)
@@ -240,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/initaudit-library-drift"))
     p.add_argument("--out", type=Path, help="write the markdown table here")
     p.add_argument("--json", type=Path, help="write the raw results here")
+    p.add_argument("--no-deps", action="store_true",
+                   help="install the releases without dependencies (the interpreter has them)")
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     ns = p.parse_args(argv)
     models = ns.models.resolve()
@@ -259,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     ns.work.mkdir(parents=True, exist_ok=True)
     import torch
 
-    releases = [run_release(ns.package, v, models, names, ns.work) for v in ns.versions]
+    releases = [
+        run_release(ns.package, v, models, names, ns.work, ns.no_deps) for v in ns.versions
+    ]
     steps = [f"{a['version']} → {b['version']}" for a, b in zip(releases, releases[1:])]
     rows = {n: [compare(a, b, n) for a, b in zip(releases, releases[1:])] for n in names}
     lines = [
