@@ -37,6 +37,8 @@ MIN_TORCH = "2.1"
 MARKER = "initaudit-env.json"
 MARKER_FORMAT = "initaudit.env"
 ENV_DIR_VAR = "INITAUDIT_ENV_DIR"
+#: Set to 1 to build every environment from scratch instead of hard-linking torch-only ones.
+NO_LINK_VAR = "INITAUDIT_ENV_NO_LINK"
 #: Distributions (names separated by spaces or commas) whose installed versions a freeze
 #: records as ``provenance["env_requirements"]``: what a matrix column or CI job was made for.
 ENV_REQUIREMENTS_VAR = "INITAUDIT_ENV_REQUIREMENTS"
@@ -611,9 +613,14 @@ def ensure(
             _append_log(env_dir, f"reuse {path}")
             return TorchEnv(version, path, marker["torch"], reused=True)
         _clean_stale(env_dir, slug, log)
+        base = None
+        if extra and os.environ.get(NO_LINK_VAR, "") in ("", "0"):
+            # torch once per version: extra-requirement environments start from the torch-only
+            # one (built now if missing; its own lock, always taken after this one)
+            base = ensure(version, env_dir, log=log).path
         what = f"torch {version}" + (f" with {' '.join(extra)}" if extra else "")
         log(f"{what}: building a new environment in {path} (reused on later runs)")
-        _build(version, env_dir, slug, extra, fingerprint)
+        _build(version, env_dir, slug, extra, fingerprint, base=base, log=log)
         marker = read_marker(path)
         if marker is None:  # pragma: no cover - _build renames a marked folder into place
             raise EnvironmentSetupError(f"environment {path} is incomplete after building it")
@@ -649,24 +656,57 @@ def _refresh_initaudit(path: Path, marker: dict[str, Any], fingerprint: str, env
     _write_marker(path, dict(marker, initaudit_source=fingerprint, initaudit=__version__))
 
 
+def _clone(base: Path, dest: Path) -> None:
+    """Fill ``dest`` with hard links to a complete environment's files (its marker left out)."""
+    shutil.copytree(
+        base,
+        dest,
+        symlinks=True,
+        copy_function=os.link,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(MARKER, f".{MARKER}.tmp"),
+    )
+
+
 def _build(
-    version: str, env_dir: Path, slug: str, extra: tuple[str, ...], fingerprint: str
+    version: str,
+    env_dir: Path,
+    slug: str,
+    extra: tuple[str, ...],
+    fingerprint: str,
+    base: Path | None = None,
+    log: Log = _no_log,
 ) -> None:
-    """Create the environment in a temporary folder, fill it, mark it complete, rename it."""
+    """Create the environment in a temporary folder, fill it, mark it complete, rename it.
+
+    With ``base`` (the complete torch-only environment of the same version), the new one starts
+    as hard links to its files, so torch is neither unpacked nor stored twice; pip then adds
+    the extra requirements (replacing a file unlinks it, so ``base`` is never modified).
+    """
     import venv
 
     logs = env_dir / "logs"
     tmp: Path | None = None
+    cloned = False
     try:
         logs.mkdir(parents=True, exist_ok=True)
         build_log = logs / f"{slug}.log"
         build_log.write_text("", encoding="utf-8")
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{slug}-", dir=env_dir))
-        # pip itself is only copied in (ensurepip, ~8 s) when the running pip cannot drive it
-        with_pip = not _outer_pip_drives_envs()
-        venv.EnvBuilder(with_pip=with_pip, symlinks=(sys.platform != "win32"), clear=True).create(
-            str(tmp)
-        )
+        if base is not None:
+            try:
+                _clone(base, tmp)
+                cloned = True
+                log(f"torch {version}: started from {base} (hard links; torch is not copied)")
+            except (OSError, shutil.Error):  # no hard links here (another file system…)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{slug}-", dir=env_dir))
+        if not cloned:
+            # pip itself is only copied in (ensurepip, ~8 s) when the running pip cannot drive it
+            with_pip = not _outer_pip_drives_envs()
+            venv.EnvBuilder(
+                with_pip=with_pip, symlinks=(sys.platform != "win32"), clear=True
+            ).create(str(tmp))
     except OSError as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -701,6 +741,7 @@ def _build(
             "initaudit": info["initaudit"],
             "initaudit_source": fingerprint,
             "requirements": reqs,
+            "linked_from": str(base) if cloned else None,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         _write_marker(tmp, marker)  # last: only a complete environment carries it

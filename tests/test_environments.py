@@ -188,6 +188,38 @@ def test_a_changed_initaudit_is_reinstalled_alone(env_dir, monkeypatch):
     assert E.read_marker(env.path)["initaudit_source"] == "changed-source"
 
 
+def test_an_environment_with_extras_hard_links_the_torch_one(env_dir, tmp_path):
+    """torch is unpacked once per version: an environment with extra requirements starts as
+    hard links to the torch-only one, which pip then never modifies."""
+    base = env_dir / E.env_slug(VERSION)
+    own = tmp_path / "envs"
+    own.mkdir()
+    subprocess.run(["cp", "-al", str(base), str(own / base.name)], check=True)
+    try:
+        env = E.ensure(VERSION, own, extra=("iniconfig",))
+    except EnvironmentSetupError as exc:
+        if "could not reach a package index" in str(exc) or "no release at all" in str(exc):
+            pytest.skip(f"iniconfig must come from an index: {exc}")
+        raise
+    marker = E.read_marker(env.path)
+    assert marker["linked_from"] == str(own / base.name)
+    torch_init = Path("torch") / "__init__.py"
+    linked = E.site_packages(env.path) / torch_init
+    original = E.site_packages(own / base.name) / torch_init
+    assert linked.stat().st_ino == original.stat().st_ino  # one copy of torch on disk
+    assert E.check_env(env.path, marker) is None
+    assert E.check_env(own / base.name, E.read_marker(own / base.name)) is None
+    code = "import torch, iniconfig, initaudit; print(torch.__version__)"
+    out = subprocess.run([str(env.python), "-c", code], env=E.child_environ(), cwd=tmp_path,
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith(VERSION), out.stderr
+    base_has = subprocess.run(
+        [str(E.env_python(own / base.name)), "-c", "import iniconfig"], env=E.child_environ(),
+        cwd=tmp_path, capture_output=True,
+    )  # fmt: skip
+    assert base_has.returncode != 0, "installing the extra changed the torch-only environment"
+
+
 # --------------------------------------------------------------------------- failures
 
 
