@@ -22,6 +22,7 @@ import ast
 import hashlib
 import importlib.util
 import inspect
+import itertools
 import json
 import os
 import subprocess
@@ -267,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     releases = [
         run_release(ns.package, v, models, names, ns.work, ns.no_deps) for v in ns.versions
     ]
-    steps = [f"{a['version']} → {b['version']}" for a, b in zip(releases, releases[1:])]
-    rows = {n: [compare(a, b, n) for a, b in zip(releases, releases[1:])] for n in names}
+    steps = [f"{a['version']} → {b['version']}" for a, b in itertools.pairwise(releases)]
+    rows = {n: [compare(a, b, n) for a, b in itertools.pairwise(releases)] for n in names}
     lines = [
         f"{ns.package} releases under torch {torch.__version__}, seed 0, "
         f"`{models.relative_to(ROOT) if models.is_relative_to(ROOT) else models}`:",

@@ -1,13 +1,16 @@
-"""Isolated, cached Python environments, one per torch version, for cross-version freezes.
+"""Isolated, cached Python environments, one per set of requirements, for cross-version freezes.
 
 Each environment is a ``venv`` made with the running interpreter, filled by the running
 interpreter's ``pip --python ENV`` (the venv's own pip when that pip is older than 22.3), so
 the machine's pip configuration, indexes and wheel folders apply, and holding
-``torch==VERSION``, initaudit's small dependencies and initaudit itself, installed from the
-running installation. Environments are built in a temporary folder beside the cache entry
-and renamed into place only once complete (a marker file is written last); anything without
-the marker is incomplete and rebuilt. Environments are reused on later runs; the initaudit
-layer alone is reinstalled when the running initaudit's source changed.
+``torch==VERSION``, any extra requirements (``transformers==5.0.0``), initaudit's small
+dependencies and initaudit itself, installed from the running installation. One with extra
+requirements starts as hard links to the torch-only environment of its version. Environments
+are built in a temporary folder beside the cache entry and renamed into place only once
+complete (a marker file is written last); anything without the marker is incomplete and
+rebuilt, and so is a marked one whose requirements are missing or lost files. Environments are
+reused on later runs; the initaudit layer alone is reinstalled when the running initaudit's
+source changed.
 """
 
 from __future__ import annotations

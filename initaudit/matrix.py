@@ -386,6 +386,8 @@ def run_matrix(
     )
     by_key = dict(zip(keys, envs_built, strict=True))
     record = tuple(dict.fromkeys(n for c in columns for n in c.names))
+    if record == ("torch",):  # torch alone: the provenance's torch says it all, as before
+        record = ()
     installed = {k: environments.installed_versions(e.path) for k, e in by_key.items()}
     col_versions = []
     for c in columns:
