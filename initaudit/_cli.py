@@ -951,12 +951,17 @@ _EPILOG_MATRIX = """\b
 Examples:
   initaudit matrix examples/mlp.py --torch 2.13.0 --torch 2.14.1
   initaudit matrix examples/highway.py --torch 2.12.0 --torch 2.13.0 --torch 2.14.1 --jobs 2
+  initaudit matrix tests/models/hf_tiny.py:gpt2 --env transformers==4.57.6 --env transformers==5.0.0
+  initaudit matrix my_pkg.models:Net --env "torch==2.14.1 timm==1.0.9" --env "torch==2.14.1 timm==1.0.20"
   initaudit matrix my_pkg.models:Net --torch 2.13.0 --torch 2.14.1 --with transformers --format json
 
 \b
-Each version gets its own virtual environment (python -m venv + pip, so pip.conf, PIP_INDEX_URL
-and PIP_FIND_LINKS apply), cached in --env-dir (default $INITAUDIT_ENV_DIR or
-~/.cache/initaudit/envs) and reused later. Snapshots land in snapshots/<model>/.
+Each --env SPEC is one column: pip requirements separated by spaces (--torch V is short for
+--env torch==V); --with REQ adds a requirement to every column. A column that pins no torch
+gets the running torch's version. Each column gets its own virtual environment (python -m venv
++ pip, so pip.conf, PIP_INDEX_URL and PIP_FIND_LINKS apply), cached by its requirements in
+--env-dir (default $INITAUDIT_ENV_DIR or ~/.cache/initaudit/envs) and reused later. Snapshots
+land in snapshots/<model>/, named by what varies (transformers-5.0.0-torch-2.13.0-seed0.json).
 Exit codes: 0 every consecutive pair identical, 1 drift, 2 usage, input or install error.
 """
 
@@ -964,12 +969,18 @@ Exit codes: 0 every consecutive pair identical, 1 drift, 2 usage, input or insta
 @main.command(epilog=_EPILOG_MATRIX)
 @target_options
 @click.option(
+    "--env",
+    "envs",
+    multiple=True,
+    metavar="SPEC",
+    help="One column: pip requirements separated by spaces (repeat; compared in order).",
+)
+@click.option(
     "--torch",
     "versions",
     multiple=True,
-    required=True,
     metavar="VERSION",
-    help="A torch version to freeze under (repeat; compared in the order given).",
+    help="A torch version to freeze under (repeat): short for --env torch==VERSION.",
 )
 @click.option("--jobs", "-j", default=1, show_default=True, type=int, help="Versions at once.")
 @click.option(
@@ -983,9 +994,11 @@ Exit codes: 0 every consecutive pair identical, 1 drift, 2 usage, input or insta
     "extra",
     multiple=True,
     metavar="REQUIREMENT",
-    help="Extra pip requirement the model needs in every environment (e.g. transformers).",
+    help="A pip requirement added to every column (e.g. transformers); repeatable.",
 )
-@snapshot_dir_option("Root for the snapshots (snapshots/<model>/torch-<version>-seed<seed>.json).")
+@snapshot_dir_option(
+    "Root for the snapshots (snapshots/<model>/[<what varies>-]torch-<version>-seed<seed>.json)."
+)
 @format_option("text", "json", "markdown", "html")
 @report_out_option
 def matrix(
@@ -995,6 +1008,7 @@ def matrix(
     device: str,
     dtype: str | None,
     quiet: bool,
+    envs: tuple[str, ...],
     versions: tuple[str, ...],
     jobs: int,
     env_dir: Path | None,
@@ -1003,7 +1017,7 @@ def matrix(
     fmt: str,
     report_out: Path | None,
 ) -> None:
-    """Freeze TARGET under several torch versions side by side and diff consecutive versions."""
+    """Freeze TARGET in several environments side by side and diff consecutive columns."""
     from . import matrix as matrix_mod
     from . import render_matrix
 
@@ -1011,6 +1025,7 @@ def matrix(
     result = matrix_mod.run_matrix(
         target,
         list(versions),
+        envs=list(envs),
         args=args,
         seed=seed,
         device=device,

@@ -1,13 +1,16 @@
-"""Isolated, cached Python environments, one per torch version, for cross-version freezes.
+"""Isolated, cached Python environments, one per set of requirements, for cross-version freezes.
 
 Each environment is a ``venv`` made with the running interpreter, filled by the running
 interpreter's ``pip --python ENV`` (the venv's own pip when that pip is older than 22.3), so
 the machine's pip configuration, indexes and wheel folders apply, and holding
-``torch==VERSION``, initaudit's small dependencies and initaudit itself, installed from the
-running installation. Environments are built in a temporary folder beside the cache entry
-and renamed into place only once complete (a marker file is written last); anything without
-the marker is incomplete and rebuilt. Environments are reused on later runs; the initaudit
-layer alone is reinstalled when the running initaudit's source changed.
+``torch==VERSION``, any extra requirements (``transformers==5.0.0``), initaudit's small
+dependencies and initaudit itself, installed from the running installation. One with extra
+requirements starts as hard links to the torch-only environment of its version. Environments
+are built in a temporary folder beside the cache entry and renamed into place only once
+complete (a marker file is written last); anything without the marker is incomplete and
+rebuilt, and so is a marked one whose requirements are missing or lost files. Environments are
+reused on later runs; the initaudit layer alone is reinstalled when the running initaudit's
+source changed.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ MIN_TORCH = "2.1"
 MARKER = "initaudit-env.json"
 MARKER_FORMAT = "initaudit.env"
 ENV_DIR_VAR = "INITAUDIT_ENV_DIR"
+#: Set to 1 to build every environment from scratch instead of hard-linking torch-only ones.
+NO_LINK_VAR = "INITAUDIT_ENV_NO_LINK"
+#: Distributions (names separated by spaces or commas) whose installed versions a freeze
+#: records as ``provenance["env_requirements"]``: what a matrix column or CI job was made for.
+ENV_REQUIREMENTS_VAR = "INITAUDIT_ENV_REQUIREMENTS"
 LOG_NAME = "initaudit-envs.log"
 # initaudit's own dependencies besides torch, pinned to the running versions when known.
 # numpy: the tracer digests RNG states with Tensor.numpy().
@@ -94,6 +102,65 @@ def check_supported(version: str) -> str:
     return version
 
 
+def check_requirement(text: str, option: str = "--with") -> str:
+    """``text`` as one normalized pip requirement (``transformers==5.0.0``); options refused.
+
+    Only what :class:`packaging.requirements.Requirement` accepts is a requirement: pip options
+    (``-e``, ``--index-url …``), paths and anything else pip would read as a flag are refused, so
+    a value can never change how pip runs.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise UsageError(
+            f"{option} {text!r} is a pip option, not a requirement; initaudit passes only "
+            "requirements to pip (configure indexes in pip.conf or PIP_INDEX_URL)"
+        )
+    try:
+        req = Requirement(stripped)
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid"
+        raise UsageError(
+            f"{option} {text!r} is not a pip requirement (expected e.g. transformers==4.57.6): "
+            f"{first}"
+        ) from None
+    req.name = canonicalize_name(req.name)
+    return str(req)
+
+
+def requirement_name(text: str) -> str:
+    """The canonical distribution name of a requirement (``Transformers==5`` → ``transformers``)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(Requirement(text).name)
+
+
+def requested_versions() -> dict[str, str | None] | None:
+    """``{name: installed version}`` of the distributions ``$INITAUDIT_ENV_REQUIREMENTS`` names
+    (None for one not installed), or None when the variable is not set."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    names = os.environ.get(ENV_REQUIREMENTS_VAR, "").replace(",", " ").split()
+    if not names:
+        return None
+    out: dict[str, str | None] = {}
+    for raw in names:
+        try:
+            name = requirement_name(raw)
+        except Exception:
+            name = canonicalize_name(raw)
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return dict(sorted(out.items()))
+
+
 def default_env_dir() -> Path:
     """``$INITAUDIT_ENV_DIR``, else ``$XDG_CACHE_HOME/initaudit/envs`` (``~/.cache/...``)."""
     if os.environ.get(ENV_DIR_VAR):
@@ -103,12 +170,20 @@ def default_env_dir() -> Path:
 
 
 def env_slug(version: str, extra: tuple[str, ...] = ()) -> str:
-    """``torch-2.13.0-py311`` (plus a digest of extra requirements): the cache entry's name."""
+    """``torch-2.13.0-py311`` (plus a digest and the pins of extra requirements): the cache
+    entry's name, e.g. ``torch-2.13.0-py311-x1a2b3c4d-transformers-5.0.0``."""
     safe = re.sub(r"[^A-Za-z0-9.+_-]", "_", version)
     slug = f"torch-{safe}-py{sys.version_info[0]}{sys.version_info[1]}"
     if extra:
         slug += "-x" + hashlib.sha256("\n".join(sorted(extra)).encode()).hexdigest()[:8]
+        pins = [m.group(1) + "-" + m.group(2) for m in map(_PIN.fullmatch, sorted(extra)) if m]
+        readable = re.sub(r"[^A-Za-z0-9.+_-]", "_", "-".join(pins))[:60]
+        if readable:
+            slug += "-" + readable
     return slug
+
+
+_PIN = re.compile(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!_-]+)")
 
 
 def env_python(path: Path) -> Path:
@@ -129,6 +204,68 @@ def read_marker(path: Path) -> dict[str, Any] | None:
     if not env_python(path).exists():  # the base interpreter moved or was removed
         return None
     return data
+
+
+def site_packages(path: Path) -> Path | None:
+    """The ``site-packages`` folder of a venv, or None when there is none."""
+    if sys.platform == "win32":  # pragma: no cover
+        found = path / "Lib" / "site-packages"
+        return found if found.is_dir() else None
+    for found in sorted(path.glob("lib/python*/site-packages")):
+        return found
+    return None
+
+
+def installed_versions(path: Path) -> dict[str, str]:
+    """``{canonical name: version}`` of every distribution installed in a venv (read from disk)."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    site = site_packages(path)
+    if site is None:
+        return {}
+    out: dict[str, str] = {}
+    for dist in metadata.distributions(path=[str(site)]):
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            out.setdefault(canonicalize_name(name), dist.version)
+    return out
+
+
+def check_env(path: Path, marker: dict[str, Any]) -> str | None:
+    """Why a marked environment cannot be used (a requirement missing, changed or with files
+    deleted), or None when every requirement it was built with is installed and whole."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    site = site_packages(path)
+    if site is None:
+        return "it has no site-packages folder"
+    dists = {}
+    for dist in metadata.distributions(path=[str(site)]):
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            dists.setdefault(canonicalize_name(name), dist)
+    wanted = [r for r in (marker.get("requirements") or []) if isinstance(r, str)]
+    for text in [*wanted, "initaudit"]:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            return f"its marker names an invalid requirement {text!r}"
+        dist = dists.get(canonicalize_name(req.name))
+        if dist is None:
+            return f"{req.name} is not installed in it"
+        if req.specifier and not req.specifier.contains(dist.version, prereleases=True):
+            return f"it holds {req.name} {dist.version}, not {req}"
+        for f in dist.files or []:
+            if f.suffix in (".pyc", ".pyo") or "__pycache__" in f.parts or ".." in f.parts:
+                continue
+            if not Path(dist.locate_file(f)).exists():
+                return f"{req.name}'s file {f.as_posix()} is missing"
+    return None
 
 
 # --------------------------------------------------------------------------- initaudit wheel
@@ -221,13 +358,45 @@ _NETWORK_SIGNS = (
 )
 
 
+_GENERIC_PIP_LINES = ("ResolutionImpossible", "for help visit")
+
+
+def _conflict_causes(lines: list[str]) -> list[str]:
+    """The lines under pip's ``The conflict is caused by:`` (one requirement each)."""
+    causes: list[str] = []
+    inside = False
+    for ln in lines:
+        if ln.strip() == "The conflict is caused by:":
+            inside = True
+            continue
+        if inside:
+            if not ln.strip() or not ln[:1].isspace():
+                inside = False
+                continue
+            causes.append(ln.strip())
+    return causes
+
+
 def pip_error_line(output: str) -> str:
-    """pip's own summary line (the last ``ERROR: ...`` line) from its output."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR:")]
-    if not lines:
-        tail = [ln.strip() for ln in output.splitlines() if ln.strip()]
-        return tail[-1] if tail else "pip failed without a message"
-    line = lines[-1]
+    """pip's most useful error line: a constraint or conflict it names, else its last ``ERROR:``.
+
+    A resolver conflict ends in a generic ``ERROR: ResolutionImpossible: for help visit …``;
+    the line that says what conflicts (``The user requested (constraint) torch<=2.14.1``)
+    is quoted instead.
+    """
+    lines = output.splitlines()
+    causes = _conflict_causes(lines)
+    if causes:
+        constrained = [c for c in causes if "(constraint)" in c]
+        line = "; ".join(constrained or causes)
+    else:
+        errors = [ln.strip() for ln in lines if ln.strip().startswith("ERROR:")]
+        useful = [e for e in errors if not all(g in e for g in _GENERIC_PIP_LINES)]
+        if useful or errors:
+            line = (useful or errors)[-1]
+        else:
+            tail = [ln.strip() for ln in lines if ln.strip()]
+            line = tail[-1] if tail else "pip failed without a message"
     return line if len(line) <= 400 else line[:397] + "..."
 
 
@@ -238,6 +407,11 @@ def _pip_hint(output: str, env_dir: Path) -> str | None:
         return (
             "pip could not reach a package index (no network?); point pip at a reachable "
             "index or wheel folder with PIP_INDEX_URL / PIP_FIND_LINKS or pip.conf"
+        )
+    if "(constraint)" in output:
+        return (
+            "a pip constraints file (pip.conf 'constraint' or PIP_CONSTRAINT) rules this version "
+            "out; see 'pip config list'"
         )
     if "(from versions: none)" in output:
         return (
@@ -412,6 +586,7 @@ def ensure(
 ) -> TorchEnv:
     """A complete environment with ``torch==version``: reused from the cache or built now."""
     version = check_supported(version)
+    extra = tuple(check_requirement(x) for x in extra)
     env_dir = Path(env_dir) if env_dir is not None else default_env_dir()
     try:
         env_dir.mkdir(parents=True, exist_ok=True)
@@ -422,6 +597,14 @@ def ensure(
     fingerprint = source_fingerprint()
     with _locked(env_dir, slug):
         marker = read_marker(path)
+        broken = check_env(path, marker) if marker is not None else None
+        if broken is not None:
+            log(f"environment {path} is broken ({broken}); rebuilding it")
+            _append_log(env_dir, f"broken {path} ({broken}): rebuilding")
+            shutil.rmtree(path, ignore_errors=True)
+            if path.exists():
+                raise EnvironmentSetupError(f"cannot remove the broken environment {path}")
+            marker = None
         if marker is not None:
             reqs = requirements(version, extra)
             if marker.get("requirements") != reqs:
@@ -433,8 +616,14 @@ def ensure(
             _append_log(env_dir, f"reuse {path}")
             return TorchEnv(version, path, marker["torch"], reused=True)
         _clean_stale(env_dir, slug, log)
-        log(f"torch {version}: building a new environment in {path} (reused on later runs)")
-        _build(version, env_dir, slug, extra, fingerprint)
+        base = None
+        if extra and os.environ.get(NO_LINK_VAR, "") in ("", "0"):
+            # torch once per version: extra-requirement environments start from the torch-only
+            # one (built now if missing; its own lock, always taken after this one)
+            base = ensure(version, env_dir, log=log).path
+        what = f"torch {version}" + (f" with {' '.join(extra)}" if extra else "")
+        log(f"{what}: building a new environment in {path} (reused on later runs)")
+        _build(version, env_dir, slug, extra, fingerprint, base=base, log=log)
         marker = read_marker(path)
         if marker is None:  # pragma: no cover - _build renames a marked folder into place
             raise EnvironmentSetupError(f"environment {path} is incomplete after building it")
@@ -470,24 +659,57 @@ def _refresh_initaudit(path: Path, marker: dict[str, Any], fingerprint: str, env
     _write_marker(path, dict(marker, initaudit_source=fingerprint, initaudit=__version__))
 
 
+def _clone(base: Path, dest: Path) -> None:
+    """Fill ``dest`` with hard links to a complete environment's files (its marker left out)."""
+    shutil.copytree(
+        base,
+        dest,
+        symlinks=True,
+        copy_function=os.link,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(MARKER, f".{MARKER}.tmp"),
+    )
+
+
 def _build(
-    version: str, env_dir: Path, slug: str, extra: tuple[str, ...], fingerprint: str
+    version: str,
+    env_dir: Path,
+    slug: str,
+    extra: tuple[str, ...],
+    fingerprint: str,
+    base: Path | None = None,
+    log: Log = _no_log,
 ) -> None:
-    """Create the environment in a temporary folder, fill it, mark it complete, rename it."""
+    """Create the environment in a temporary folder, fill it, mark it complete, rename it.
+
+    With ``base`` (the complete torch-only environment of the same version), the new one starts
+    as hard links to its files, so torch is neither unpacked nor stored twice; pip then adds
+    the extra requirements (replacing a file unlinks it, so ``base`` is never modified).
+    """
     import venv
 
     logs = env_dir / "logs"
     tmp: Path | None = None
+    cloned = False
     try:
         logs.mkdir(parents=True, exist_ok=True)
         build_log = logs / f"{slug}.log"
         build_log.write_text("", encoding="utf-8")
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{slug}-", dir=env_dir))
-        # pip itself is only copied in (ensurepip, ~8 s) when the running pip cannot drive it
-        with_pip = not _outer_pip_drives_envs()
-        venv.EnvBuilder(with_pip=with_pip, symlinks=(sys.platform != "win32"), clear=True).create(
-            str(tmp)
-        )
+        if base is not None:
+            try:
+                _clone(base, tmp)
+                cloned = True
+                log(f"torch {version}: started from {base} (hard links; torch is not copied)")
+            except (OSError, shutil.Error):  # no hard links here (another file system…)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{slug}-", dir=env_dir))
+        if not cloned:
+            # pip itself is only copied in (ensurepip, ~8 s) when the running pip cannot drive it
+            with_pip = not _outer_pip_drives_envs()
+            venv.EnvBuilder(
+                with_pip=with_pip, symlinks=(sys.platform != "win32"), clear=True
+            ).create(str(tmp))
     except OSError as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -522,6 +744,7 @@ def _build(
             "initaudit": info["initaudit"],
             "initaudit_source": fingerprint,
             "requirements": reqs,
+            "linked_from": str(base) if cloned else None,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         _write_marker(tmp, marker)  # last: only a complete environment carries it
@@ -560,9 +783,21 @@ def freeze_in(
     device: str = "cpu",
     dtype: str | None = None,
     cwd: Path | None = None,
+    record: tuple[str, ...] = (),
+    label: str | None = None,
 ) -> None:
-    """Run ``initaudit freeze`` inside ``env`` as a separate process, writing ``out``."""
+    """Run ``initaudit freeze`` inside ``env`` as a separate process, writing ``out``.
+
+    ``record`` names the distributions whose versions the snapshot's provenance records as
+    ``env_requirements`` (the column's requirements); ``label`` names the column in errors.
+    """
     from .errors import TargetError
+
+    where = label or f"torch {env.torch_version}"
+    child = child_environ()
+    child.pop(ENV_REQUIREMENTS_VAR, None)
+    if record:
+        child[ENV_REQUIREMENTS_VAR] = " ".join(record)
 
     cmd = [str(env.python), "-m", "initaudit", "freeze", spec, "--out", str(out)]
     cmd += ["--format", "json", "--force", "-q", "--seed", str(seed), "--device", device]
@@ -573,7 +808,7 @@ def freeze_in(
     proc = subprocess.run(
         cmd,
         cwd=cwd,
-        env=child_environ(),
+        env=child,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -584,12 +819,10 @@ def freeze_in(
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     said = [ln.split("error:", 1)[1].strip() for ln in lines if ln.startswith("initaudit: error:")]
     if said:
-        raise TargetError(f"freezing under torch {env.torch_version}: {said[-1]}")
+        raise TargetError(f"freezing under {where}: {said[-1]}")
     if proc.returncode < 0:
-        raise EnvironmentSetupError(
-            f"freezing under torch {env.torch_version} crashed (signal {-proc.returncode})"
-        )
+        raise EnvironmentSetupError(f"freezing under {where} crashed (signal {-proc.returncode})")
     raise EnvironmentSetupError(
-        f"freezing under torch {env.torch_version} failed (exit {proc.returncode}): "
+        f"freezing under {where} failed (exit {proc.returncode}): "
         + (lines[-1] if lines else "no snapshot and no message (does the model call os._exit()?)")
     )

@@ -1,16 +1,19 @@
-"""Freeze one target under several torch versions side by side and diff consecutive versions.
+"""Freeze one target in several environments side by side and diff consecutive columns.
 
-``run_matrix`` builds (or reuses) one isolated environment per torch version, freezes the
-target in each as a separate process, writes the snapshots to ``snapshots/<model>/`` and diffs
-each version against the one before it. ``gather`` is the same gathering step for snapshots
-frozen elsewhere (one CI job per version): all snapshots of one target in a folder, ordered by
-torch version.
+A column is a set of pip requirements (``--env "transformers==5.0.0"``; ``--torch V`` is
+``--env torch==V``). ``run_matrix`` builds (or reuses) one isolated environment per column,
+freezes the target in each as a separate process, writes the snapshots to
+``snapshots/<model>/`` and diffs each column against the one before it. ``gather`` is the same
+gathering step for snapshots frozen elsewhere (one CI job per column): all snapshots of one
+target in a folder, ordered by what varies between them (the versions their provenance
+records in ``env_requirements``, else the torch version).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -47,12 +50,22 @@ class PairResult:
 
 @dataclass
 class MatrixResult:
-    """Snapshots in version order and the diff of each consecutive pair."""
+    """Snapshots in column order and the diff of each consecutive pair.
+
+    ``versions`` are the column labels: the torch version when only torch varies, else what
+    varies (``transformers-5.0.0``); ``varying`` names the distributions that vary.
+    """
 
     versions: list[str]
     snapshots: list[Snapshot]
     pairs: list[PairResult]
     environments: list[dict[str, Any]] = field(default_factory=list)
+    varying: list[str] = field(default_factory=lambda: ["torch"])
+
+    @property
+    def torch_only(self) -> bool:
+        """Whether the columns differ in torch alone (or not at all)."""
+        return self.varying in ([], ["torch"])
 
     @property
     def drift(self) -> bool:
@@ -76,6 +89,11 @@ class MatrixResult:
             "seed": self.snapshots[0].manifest["seed"],
             "verdict": "drift" if self.drift else "identical",
             "versions": self.versions,
+            "varying": self.varying,
+            "columns": [
+                {"label": v, "versions": column_versions(s), "snapshot": str(s.path)}
+                for v, s in zip(self.versions, self.snapshots, strict=True)
+            ],
             "snapshots": [str(s.path) for s in self.snapshots],
             "environments": self.environments,
             "pairs": [{"from": p.before, "to": p.after, **p.data} for p in self.pairs],
@@ -86,13 +104,18 @@ class MatrixResult:
 
 
 def diff_pair(
-    a: Snapshot, b: Snapshot, atol: float | None = None, rtol: float | None = None
+    a: Snapshot,
+    b: Snapshot,
+    atol: float | None = None,
+    rtol: float | None = None,
+    labels: tuple[str, str] | None = None,
 ) -> PairResult:
     """Diff two snapshots with :mod:`initaudit.diff` and keep its JSON form."""
     from . import diff as diff_mod
 
     report = diff_mod.diff_snapshots(a, b, atol=atol, rtol=rtol)
-    return PairResult(_version(a), _version(b), report, diff_json(report))
+    before, after = labels or (_version(a), _version(b))
+    return PairResult(before, after, report, diff_json(report))
 
 
 def diff_json(report: Any) -> dict[str, Any]:
@@ -106,13 +129,52 @@ def _version(s: Snapshot) -> str:
     return str(s.environment.get("torch"))
 
 
-def _version_key(s: Snapshot) -> Any:
+def column_versions(s: Snapshot) -> dict[str, str]:
+    """``{distribution: version}`` a snapshot was frozen with: torch, plus the provenance's
+    ``env_requirements`` (written by ``matrix`` or ``$INITAUDIT_ENV_REQUIREMENTS``), else its
+    ``libraries`` when it records them."""
+    env = s.environment
+    out: dict[str, str] = {}
+    for key in ("env_requirements", "libraries"):
+        found = env.get(key)
+        if isinstance(found, dict):
+            out.update({str(k): str(v) for k, v in found.items() if v is not None})
+            break
+    out["torch"] = _version(s)
+    return out
+
+
+def varying(snapshots: list[Snapshot]) -> list[str]:
+    """The distributions whose versions differ between snapshots (torch last)."""
+    return _varying_of([column_versions(s) for s in snapshots])
+
+
+def _varying_of(maps: list[dict[str, str]]) -> list[str]:
+    names = [*sorted(set().union(*maps) - {"torch"}), "torch"]
+    return [n for n in names if len({m.get(n) for m in maps}) > 1]
+
+
+def column_label(versions: dict[str, str], vary: list[str]) -> str:
+    """A column's name: its torch version when only torch varies, else ``transformers-5.0.0``."""
+    if vary in ([], ["torch"]):
+        return versions.get("torch", "?")
+    return " ".join(f"{n}-{versions.get(n, 'none')}" for n in vary)
+
+
+def _version_part(text: str | None) -> Any:
     from packaging.version import InvalidVersion, Version
 
+    if text is None:
+        return (0,)
     try:
-        return (0, Version(_version(s)))
+        return (1, Version(text))
     except InvalidVersion:
-        return (1, _version(s))
+        return (2, text)
+
+
+def _order_key(s: Snapshot, vary: list[str]) -> Any:
+    versions = column_versions(s)
+    return tuple(_version_part(versions.get(n)) for n in (vary or ["torch"]))
 
 
 def diff_consecutive(
@@ -123,12 +185,18 @@ def diff_consecutive(
 ) -> MatrixResult:
     """Diff each snapshot against the one before it."""
     check_same_target(snapshots)
-    pairs = [diff_pair(a, b, atol, rtol) for a, b in itertools.pairwise(snapshots)]
+    vary = varying(snapshots)
+    labels = [column_label(column_versions(s), vary) for s in snapshots]
+    pairs = [
+        diff_pair(a, b, atol, rtol, (la, lb))
+        for (a, la), (b, lb) in itertools.pairwise(zip(snapshots, labels, strict=True))
+    ]
     return MatrixResult(
-        versions=[_version(s) for s in snapshots],
+        versions=labels,
         snapshots=snapshots,
         pairs=pairs,
         environments=environments_info or [],
+        varying=vary,
     )
 
 
@@ -149,7 +217,7 @@ def check_same_target(snapshots: list[Snapshot]) -> None:
 
 
 def gather(folder: Path | str) -> list[Snapshot]:
-    """All snapshots in ``folder`` (searched recursively), ordered by torch version."""
+    """All snapshots in ``folder`` (searched recursively), ordered by what varies between them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
@@ -162,27 +230,136 @@ def gather(folder: Path | str) -> list[Snapshot]:
     if len(snapshots) < 2:
         raise UsageError(
             f"{folder} holds {len(snapshots)} snapshot(s); diffing a folder needs at least two "
-            "(one per torch version)"
+            "(one per torch version or environment)"
         )
     check_same_target(snapshots)
-    snapshots.sort(key=lambda s: (_version_key(s), str(s.path)))
+    vary = varying(snapshots)
+    snapshots.sort(key=lambda s: (_order_key(s, vary), str(s.path)))
     return snapshots
 
 
 def diff_folder(
     folder: Path | str, atol: float | None = None, rtol: float | None = None
 ) -> MatrixResult:
-    """Gather a folder's snapshots in version order and diff consecutive pairs."""
+    """Gather a folder's snapshots in column order and diff consecutive pairs."""
     return diff_consecutive(gather(folder), atol, rtol)
 
 
 # --------------------------------------------------------------------------- matrix
 
 
+@dataclass(frozen=True)
+class Column:
+    """One matrix column: the torch version it pins and its other requirements."""
+
+    spec: str
+    torch: str
+    extra: tuple[str, ...]
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Every requirement of the column, torch first."""
+        return (f"torch=={self.torch}", *self.extra)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The distributions the column names, torch first."""
+        return ("torch", *(environments.requirement_name(r) for r in self.extra))
+
+
+def running_torch() -> str:
+    """The public version of the running torch (``2.13.0`` for ``2.13.0+cpu``)."""
+    from importlib import metadata
+
+    from packaging.version import Version
+
+    try:
+        return Version(metadata.version("torch")).public
+    except metadata.PackageNotFoundError:
+        raise UsageError(
+            "no torch is installed here to pin in a column; name one with --env 'torch==V …' "
+            "or --with torch==V"
+        ) from None
+
+
+def _torch_pin(req: str, option: str) -> str:
+    """The version of an exact ``torch==V`` requirement; anything looser is refused."""
+    from packaging.requirements import Requirement
+
+    parsed = Requirement(req)
+    specs = list(parsed.specifier)
+    if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+        raise UsageError(
+            f"{option} {req!r}: pin torch to one release (torch==2.13.0); a range or an "
+            "unpinned torch can pull a multi-GB build"
+        )
+    if parsed.extras or parsed.marker or parsed.url:
+        raise UsageError(f"{option} {req!r}: torch takes a plain version pin, e.g. torch==2.13.0")
+    return specs[0].version
+
+
+def build_columns(
+    versions: list[str] | tuple[str, ...] = (),
+    envs: list[str] | tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+) -> list[Column]:
+    """Parse ``--torch``, ``--env`` and ``--with`` into columns; refuse bad input up front.
+
+    Each ``--env`` SPEC is one column of requirements separated by spaces; ``--torch V`` is
+    ``--env torch==V``; ``--with`` adds to every column. A column that pins no torch gets the
+    running torch's version (never an unpinned torch).
+    """
+    if versions and envs:
+        raise UsageError(
+            "give the columns with --env or with --torch, not both (--torch V is short for "
+            "--env torch==V)"
+        )
+    specs = [f"torch=={environments.parse_version(v)}" for v in versions] or list(envs)
+    if len(specs) < 2:
+        raise UsageError(
+            "matrix needs at least two --torch versions or --env columns to compare"
+        )
+    common: dict[str, str] = {}
+    for raw in extra:
+        req = environments.check_requirement(raw, "--with")
+        name = environments.requirement_name(req)
+        if name in common:
+            raise UsageError(f"--with names {name} twice ({common[name]!r}, {req!r})")
+        common[name] = req
+    columns: list[Column] = []
+    for i, spec in enumerate(specs):
+        option = "--torch" if versions else "--env"
+        if not spec.split():
+            raise UsageError(f"--env {spec!r} is empty; give one or more requirements")
+        own: dict[str, str] = {}
+        for raw in spec.split():
+            req = environments.check_requirement(raw, option)
+            name = environments.requirement_name(req)
+            if name in own:
+                raise UsageError(f"{option} {spec!r} names {name} twice")
+            if name in common:
+                raise UsageError(
+                    f"{name} is given both in {option} {spec!r} and in --with {common[name]!r}"
+                )
+            own[name] = req
+        merged = {**common, **own}
+        torch_req = merged.pop("torch", None)
+        if torch_req is not None:
+            torch_version = _torch_pin(torch_req, option if "torch" in own else "--with")
+        else:
+            torch_version = running_torch()
+        environments.check_supported(torch_version)
+        others = tuple(merged[n] for n in sorted(merged))
+        label = versions[i] if versions else spec
+        columns.append(Column(spec=label, torch=torch_version, extra=others))
+    return columns
+
+
 def run_matrix(
     spec: str,
-    versions: list[str],
+    versions: list[str] | tuple[str, ...] = (),
     *,
+    envs: list[str] | tuple[str, ...] = (),
     args: tuple[str, ...] = (),
     seed: int = 0,
     device: str = "cpu",
@@ -195,20 +372,31 @@ def run_matrix(
     rtol: float | None = None,
     log: Log = _no_log,
 ) -> MatrixResult:
-    """Freeze ``spec`` under each torch version (in its own environment) and diff in order."""
-    if len(versions) < 2:
-        raise UsageError("matrix needs at least two --torch versions to compare")
+    """Freeze ``spec`` in each column's environment (``--torch`` versions or ``--env`` specs,
+    plus ``extra`` in every one) and diff consecutive columns."""
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    for v in versions:  # all refusals before anything is installed
-        environments.check_supported(v)
-    unique = list(dict.fromkeys(versions))
+    columns = build_columns(versions, envs, extra)  # all refusals before anything is installed
+    keys = list(dict.fromkeys((c.torch, c.extra) for c in columns))
     env_dir = Path(env_dir) if env_dir is not None else environments.default_env_dir()
 
-    envs = _parallel(
-        jobs, [lambda v=v: environments.ensure(v, env_dir, extra=extra, log=log) for v in unique]
+    envs_built = _parallel(
+        jobs,
+        [lambda k=k: environments.ensure(k[0], env_dir, extra=k[1], log=log) for k in keys],
     )
-    by_version = dict(zip(unique, envs, strict=True))
+    by_key = dict(zip(keys, envs_built, strict=True))
+    record = tuple(dict.fromkeys(n for c in columns for n in c.names))
+    if record == ("torch",):  # torch alone: the provenance's torch says it all, as before
+        record = ()
+    installed = {k: environments.installed_versions(e.path) for k, e in by_key.items()}
+    col_versions = []
+    for c in columns:
+        env = by_key[(c.torch, c.extra)]
+        have = installed[(c.torch, c.extra)]
+        versions_of = {n: have[n] for n in record if n != "torch" and n in have}
+        versions_of["torch"] = env.torch_version
+        col_versions.append(versions_of)
+    vary = _varying_of(col_versions)
 
     snapshot_dir = Path(snapshot_dir)
     try:
@@ -220,9 +408,10 @@ def run_matrix(
         ) from None
     try:
         outs: list[Path] = []
+        labels: list[str] = []
         seen: dict[str, int] = {}
-        for i, v in enumerate(versions):
-            env = by_version[v]
+        for i, c in enumerate(columns):
+            env = by_key[(c.torch, c.extra)]
             name = default_filename(
                 {
                     "provenance": {
@@ -233,35 +422,52 @@ def run_matrix(
                     "seed": seed,
                 }
             )
-            seen[v] = seen.get(v, 0) + 1
-            if seen[v] > 1:  # the same version again: a second, independent freeze
-                name = name[: -len(".json")] + f"-run{seen[v]}.json"
+            label = column_label(col_versions[i], vary)
+            labels.append(label)
+            prefix = "_".join(
+                f"{n}-{col_versions[i].get(n, 'none')}" for n in vary if n != "torch"
+            )
+            if prefix:  # the name carries what varies: transformers-5.0.0-torch-2.13.0-seed0
+                name = re.sub(r"[^A-Za-z0-9.+_-]", "_", prefix) + "-" + name
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:  # the same column again: a second, independent freeze
+                name = name[: -len(".json")] + f"-run{seen[name]}.json"
             (work / str(i)).mkdir()
             outs.append(work / str(i) / name)
 
         def freeze_one(i: int) -> Path:
-            env = by_version[versions[i]]
-            log(f"torch {env.torch_version}: freezing {spec}")
+            c = columns[i]
+            env = by_key[(c.torch, c.extra)]
+            where = f"torch {env.torch_version}" if vary in ([], ["torch"]) else labels[i]
+            log(f"{where}: freezing {spec}")
             environments.freeze_in(
-                env, spec, outs[i], seed=seed, args=args, device=device, dtype=dtype, cwd=Path.cwd()
-            )
+                env, spec, outs[i], seed=seed, args=args, device=device, dtype=dtype,
+                cwd=Path.cwd(), record=record, label=where,
+            )  # fmt: skip
             return outs[i]
 
-        _parallel(jobs, [lambda i=i: freeze_one(i) for i in range(len(versions))])
+        _parallel(jobs, [lambda i=i: freeze_one(i) for i in range(len(columns))])
         snapshots = [_place(read(out), snapshot_dir, log) for out in outs]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    info = [
-        {
-            "torch_requested": v,
-            "torch": by_version[v].torch_version,
-            "path": str(by_version[v].path),
-            "reused": by_version[v].reused,
-        }
-        for v in unique
-    ]
-    log("diffing consecutive versions")
+    info = []
+    for key in keys:
+        env = by_key[key]
+        i = next(j for j, c in enumerate(columns) if (c.torch, c.extra) == key)
+        c = columns[i]
+        info.append(
+            {
+                "column": labels[i],
+                "requirements": list(c.requirements),
+                "torch_requested": c.torch,
+                "torch": env.torch_version,
+                "versions": col_versions[i],
+                "path": str(env.path),
+                "reused": env.reused,
+            }
+        )
+    log("diffing consecutive columns")
     return diff_consecutive(snapshots, atol, rtol, info)
 
 

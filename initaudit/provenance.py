@@ -55,6 +55,11 @@ def capture(device: str = "cpu", dtype: torch.dtype | None = None) -> dict[str, 
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "num_threads": torch.get_num_threads(),
     }
+    from .environments import requested_versions
+
+    requested = requested_versions()  # set by `matrix` (or a CI job) for what the env is for
+    if requested is not None:
+        env["env_requirements"] = requested
     if device.startswith("cuda") and torch.cuda.is_available():
         env["cuda"] = torch.version.cuda
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))

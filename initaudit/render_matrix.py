@@ -89,7 +89,7 @@ def matrix_text(result: MatrixResult) -> None:
             style="bold red",
         )
         if result.drift
-        else Text("IDENTICAL: every version builds the same initial weights", style="bold green")
+        else Text("IDENTICAL: every column builds the same initial weights", style="bold green")
     )
     title = f"{_title(tgt)} · seed {result.snapshots[0].manifest['seed']} · "
     con.print(Text(render.safe(title, render.MAX_LINE), style="bold") + verdict)
@@ -129,20 +129,22 @@ def matrix_json(result: MatrixResult) -> None:
 def matrix_markdown(result: MatrixResult) -> str:
     """A markdown report (for a pull-request comment or a CI job summary)."""
     tgt = result.target
-    lines = [f"### initaudit: `{_title(tgt)}` across torch {', '.join(result.versions)}", ""]
+    across = ("torch " if result.torch_only else "") + ", ".join(result.versions)
+    lines = [f"### initaudit: `{_title(tgt)}` across {across}", ""]
     if result.drift:
         n = sum(p.drift for p in result.pairs)
         lines.append(
             f"**❌ drift**: {n} of {len(result.pairs)} upgrade step(s) change the initial weights."
         )
     else:
-        lines.append("**✅ identical**: every version builds the same initial weights.")
+        lines.append("**✅ identical**: every column builds the same initial weights.")
     lines.append("")
     for pair in result.pairs:
         lines.append(f"- {pair_summary(pair)}")
         for change in env_changes(pair.data):
             lines.append(f"  - environment {change}")
-    lines += ["", "| tensor | " + " | ".join(f"torch {v}" for v in result.versions) + " |"]
+    heads = [f"torch {v}" if result.torch_only else v for v in result.versions]
+    lines += ["", "| tensor | " + " | ".join(heads) + " |"]
     lines.append("|---" * (len(result.versions) + 1) + "|")
     current = None
     for module, name, cells in tensor_rows(result):

@@ -188,21 +188,136 @@ def test_a_changed_initaudit_is_reinstalled_alone(env_dir, monkeypatch):
     assert E.read_marker(env.path)["initaudit_source"] == "changed-source"
 
 
+def test_an_environment_with_extras_hard_links_the_torch_one(env_dir, tmp_path):
+    """torch is unpacked once per version: an environment with extra requirements starts as
+    hard links to the torch-only one, which pip then never modifies."""
+    base = env_dir / E.env_slug(VERSION)
+    own = tmp_path / "envs"
+    own.mkdir()
+    subprocess.run(["cp", "-al", str(base), str(own / base.name)], check=True)
+    try:
+        env = E.ensure(VERSION, own, extra=("iniconfig",))
+    except EnvironmentSetupError as exc:
+        if "could not reach a package index" in str(exc) or "no release at all" in str(exc):
+            pytest.skip(f"iniconfig must come from an index: {exc}")
+        raise
+    marker = E.read_marker(env.path)
+    assert marker["linked_from"] == str(own / base.name)
+    torch_init = Path("torch") / "__init__.py"
+    linked = E.site_packages(env.path) / torch_init
+    original = E.site_packages(own / base.name) / torch_init
+    assert linked.stat().st_ino == original.stat().st_ino  # one copy of torch on disk
+    assert E.check_env(env.path, marker) is None
+    assert E.check_env(own / base.name, E.read_marker(own / base.name)) is None
+    code = "import torch, iniconfig, initaudit; print(torch.__version__)"
+    out = subprocess.run([str(env.python), "-c", code], env=E.child_environ(), cwd=tmp_path,
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith(VERSION), out.stderr
+    base_has = subprocess.run(
+        [str(E.env_python(own / base.name)), "-c", "import iniconfig"], env=E.child_environ(),
+        cwd=tmp_path, capture_output=True,
+    )  # fmt: skip
+    assert base_has.returncode != 0, "installing the extra changed the torch-only environment"
+
+
 # --------------------------------------------------------------------------- failures
 
 
 def test_version_pip_cannot_find_shows_pips_line(tmp_path):
+    """Whatever pip says (no such release, or a constraints file ruling it out), the error is
+    one line naming the version and quoting a line of pip's own output; nothing is left."""
     proc = run_cli(
         "matrix", str(EXAMPLES / "mlp.py"), "--torch", "99.0.0", "--torch", VERSION,
         "--env-dir", str(tmp_path / "envs"), cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
-    assert "pip could not install torch==99.0.0" in proc.stderr
-    assert "ERROR: No matching distribution found for torch==99.0.0" in proc.stderr
     assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("initaudit: error:")]
+    assert "pip could not install torch==99.0.0: " in line
+    quoted = line.split("pip could not install torch==99.0.0: ", 1)[1]
+    (log,) = (tmp_path / "envs" / "logs").glob("*99.0.0*.log")
+    pip_said = [ln.strip() for ln in log.read_text().splitlines() if len(ln.strip()) > 8]
+    assert any(ln in quoted for ln in pip_said if not ln.startswith("$ ")), (quoted, pip_said)
+    assert "for help visit" not in quoted  # pip's generic last line says nothing
     left = [p.name for p in (tmp_path / "envs").iterdir() if p.name.startswith(("torch-", ".tmp"))]
     assert left == [], "a failed install left an environment behind"
     assert not (tmp_path / "snapshots").exists()
+
+
+#: pip 25's output when a constraints file (here one capping torch) rules the request out.
+_CONFLICT = """\
+Looking in indexes: https://pypi.org/simple, file:///opt/pypi/simple
+ERROR: Cannot install torch==99.0.0 because these package versions have conflicting dependencies.
+
+The conflict is caused by:
+    The user requested torch==99.0.0
+    The user requested (constraint) torch<=2.14.1
+
+To fix this you could try to:
+1. loosen the range of package versions you've specified
+2. remove package versions to allow pip attempt to solve the dependency conflict
+
+ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/#dealing-with-dependency-conflicts
+"""
+
+
+def test_pip_error_line_quotes_the_constraint_not_the_generic_line():
+    assert E.pip_error_line(_CONFLICT) == "The user requested (constraint) torch<=2.14.1"
+    no_constraint = _CONFLICT.replace("(constraint) torch<=2.14.1", "torch==98.0.0")
+    assert E.pip_error_line(no_constraint) == (
+        "The user requested torch==99.0.0; The user requested torch==98.0.0"
+    )
+    generic_only = "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/x\n"
+    assert E.pip_error_line(generic_only).startswith("ERROR: ResolutionImpossible")
+
+
+def test_requirements_are_validated_before_pip_sees_them():
+    assert E.check_requirement("Transformers == 5.0.0") == "transformers==5.0.0"
+    assert E.check_requirement("timm>=1.0,<2") == "timm<2,>=1.0"
+    for option in ("-e .", "--index-url=http://evil", "-r requirements.txt", " -U"):
+        with pytest.raises(UsageError, match="is a pip option, not a requirement"):
+            E.check_requirement(option)
+    for bad in ("./local/pkg", "transformers 5.0.0", "==5.0.0", ""):
+        with pytest.raises(UsageError, match="not a pip requirement"):
+            E.check_requirement(bad)
+    with pytest.raises(UsageError, match="pip option"):
+        E.ensure(VERSION, Path("/nonexistent/never-made"), extra=("--pre",))
+
+
+def test_a_with_value_that_is_a_pip_option_never_reaches_pip(tmp_path):
+    proc = run_cli(
+        "matrix", str(EXAMPLES / "mlp.py"), "--torch", VERSION, "--torch", VERSION,
+        "--with", "--index-url=http://127.0.0.1:9/simple", "--env-dir", str(tmp_path / "envs"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "--with '--index-url=http://127.0.0.1:9/simple' is a pip option" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "envs").exists(), "pip ran for a refused requirement"
+
+
+def test_a_cached_env_whose_torch_was_deleted_is_rebuilt(env_dir, tmp_path):
+    """The marker says complete, but torch's files are gone: rebuild, never reuse forever."""
+    good = env_dir / E.env_slug(VERSION)
+    broken_dir = tmp_path / "envs"
+    broken_dir.mkdir()
+    copy = broken_dir / good.name
+    subprocess.run(["cp", "-al", str(good), str(copy)], check=True)  # hard links: cheap
+    site = E.site_packages(copy)
+    assert site is not None and (site / "torch" / "__init__.py").exists()
+    subprocess.run(["rm", "-rf", str(site / "torch")], check=True)
+    assert E.read_marker(copy) is not None  # the marker alone would say "complete"
+    assert "torch" in (E.check_env(copy, E.read_marker(copy)) or "")
+    assert E.check_env(good, E.read_marker(good)) is None  # the original is untouched
+    messages: list[str] = []
+    env = E.ensure(VERSION, broken_dir, log=messages.append)
+    assert not env.reused
+    assert any("is broken" in m and "torch" in m for m in messages), messages
+    probe = subprocess.run(
+        [str(env.python), "-c", "import torch; print(torch.__version__)"],
+        env=E.child_environ(), cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert probe.returncode == 0 and probe.stdout.startswith(VERSION), probe.stderr
 
 
 def test_old_version_is_refused_without_installing(tmp_path):

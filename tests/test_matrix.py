@@ -11,7 +11,7 @@ import pytest
 
 from initaudit import environments as E
 from initaudit.errors import UsageError
-from initaudit.matrix import gather
+from initaudit.matrix import build_columns, gather, running_torch
 from tests.conftest import EXAMPLES, ROOT, run_cli
 from tests.test_environments import VERSION, pip_lines, session_env_dir
 
@@ -72,6 +72,70 @@ def test_text_matrix_has_versions_across_and_modules_down(env_dir, tmp_path):
     assert header.count(VERSION) == 2
     assert "stage_1.0.conv_a" in out  # a module row
     assert "identical" in out and "→" in out
+
+
+def test_columns_from_env_specs_with_and_torch():
+    here = running_torch()
+    assert "+" not in here  # 2.13.0+cpu is pinned as torch==2.13.0: pip resolves the local build
+    a, b = build_columns(envs=["transformers==4.57.6", "Transformers==5.0.0  tokenizers"])
+    assert a.requirements == (f"torch=={here}", "transformers==4.57.6")
+    assert b.requirements == (f"torch=={here}", "tokenizers", "transformers==5.0.0")
+    assert b.names == ("torch", "tokenizers", "transformers")
+    c, d = build_columns(envs=["torch==2.14.1", "torch==2.13.0+cpu"], extra=("timm==1.0.9",))
+    assert (c.torch, c.extra) == ("2.14.1", ("timm==1.0.9",))
+    assert d.torch == "2.13.0+cpu"
+    # --torch V is --env torch==V: the same columns, so the same cached environments
+    t = build_columns(versions=["2.13.0", "2.14.1"], extra=("transformers",))
+    e = build_columns(envs=["torch==2.13.0", "torch==2.14.1"], extra=("transformers",))
+    assert [(x.torch, x.extra) for x in t] == [(x.torch, x.extra) for x in e]
+    w = build_columns(envs=["transformers==5.0.0", "transformers==5.0.0"], extra=("torch==2.14.1",))
+    assert {x.torch for x in w} == {"2.14.1"}
+
+
+@pytest.mark.parametrize(
+    ("columns", "said"),
+    [
+        (["--env", "transformers==5.0.0"], "at least two"),
+        (["--env", "transformers==5.0.0", "--env", "-e ."], "'-e' is a pip option"),
+        (["--env", "transformers==5.0.0", "--env", "torch>=2.13"], "pin torch to one release"),
+        (["--env", "torch", "--env", "torch==2.13.0"], "pin torch to one release"),
+        (["--env", "a==1", "--env", "a==2", "--with", "a"], "given both in --env"),
+        (["--env", "a==1 a==2", "--env", "a==3"], "names a twice"),
+        (["--env", "a==1", "--env", "./pkg"], "not a pip requirement"),
+        (["--env", "a==1", "--env", "  "], "is empty"),
+        (["--torch", VERSION, "--env", "a==1"], "not both"),
+        (["--env", "a==1", "--env", "torch==1.13.1"], "older than initaudit supports"),
+    ],
+)
+def test_bad_columns_are_refused_before_anything_is_installed(tmp_path, columns, said):
+    proc = run_cli(
+        "matrix", str(EXAMPLES / "mlp.py"), *columns, "--env-dir", str(tmp_path / "envs"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "envs").exists()
+
+
+def test_freeze_records_the_versions_a_column_was_made_for(tmp_path):
+    """$INITAUDIT_ENV_REQUIREMENTS (set by matrix, or by a CI job) names the distributions
+    whose installed versions the provenance records as env_requirements."""
+    import numpy
+    import torch
+
+    env = {"INITAUDIT_ENV_REQUIREMENTS": "torch, NumPy not-installed-anywhere"}
+    run_cli(
+        "freeze", str(EXAMPLES / "mlp.py"), "--out", str(tmp_path / "a.json"), cwd=tmp_path,
+        env=env, check=0,
+    )  # fmt: skip
+    prov = json.loads((tmp_path / "a.json").read_text())["provenance"]
+    assert prov["env_requirements"] == {
+        "not-installed-anywhere": None,
+        "numpy": numpy.__version__,
+        "torch": str(torch.__version__),
+    }
+    run_cli("freeze", str(EXAMPLES / "mlp.py"), "--out", str(tmp_path / "b.json"), check=0)
+    assert "env_requirements" not in json.loads((tmp_path / "b.json").read_text())["provenance"]
 
 
 def test_matrix_needs_two_versions(tmp_path):
@@ -136,6 +200,32 @@ def test_diff_dir_orders_by_version_not_by_name(tmp_path):
     assert all(p["verdict"] == "identical" for p in data["pairs"])
     md = run_cli("diff", str(tmp_path), "--format", "markdown", check=0).stdout
     assert "| tensor | torch 2.9.1 | torch 2.10.0 | torch 2.13.0+cpu |" in md
+
+
+def test_diff_dir_orders_by_what_varies_in_env_requirements(tmp_path):
+    """Snapshots a library matrix froze (one torch, three transformers) order by the library."""
+    src = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
+    for folder, version in (("a", "5.0.0"), ("b", "4.57.6"), ("c", "4.10.0")):
+        out = relabel(src, tmp_path / folder, "2.13.0+cpu")
+        manifest = json.loads(out.read_text())
+        manifest["provenance"]["env_requirements"] = {"torch": "2.13.0+cpu", "transformers": version}
+        out.write_text(json.dumps(manifest))
+    order = [s.environment["env_requirements"]["transformers"] for s in gather(tmp_path)]
+    assert order == ["4.10.0", "4.57.6", "5.0.0"]  # by version, not by folder or text
+    proc = run_cli("diff", str(tmp_path), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["varying"] == ["transformers"]
+    assert data["versions"] == ["transformers-4.10.0", "transformers-4.57.6", "transformers-5.0.0"]
+    assert [(p["from"], p["to"]) for p in data["pairs"]] == [
+        ("transformers-4.10.0", "transformers-4.57.6"),
+        ("transformers-4.57.6", "transformers-5.0.0"),
+    ]
+    assert data["pairs"][0]["environment"] == {
+        "env_requirements.transformers": {"before": "4.10.0", "after": "4.57.6"}
+    }
+    md = run_cli("diff", str(tmp_path), "--format", "markdown", check=0).stdout
+    assert "| tensor | transformers-4.10.0 | transformers-4.57.6 | transformers-5.0.0 |" in md
 
 
 def test_diff_dir_finds_real_drift_and_its_root_cause(tmp_path):
@@ -228,3 +318,90 @@ def test_torch_2_1_to_2_13_is_a_real_trunc_normal_drift(env_dir, tmp_path):
     assert pos["error"]["differing"] == 512
     assert old["environment"]["torch"]["before"].startswith("2.1.2")
     assert new["verdict"] == "identical" and new["root_cause"] is None
+
+
+# --------------------------------------------------------------------------- real library releases
+
+#: Two transformers releases, each in its own environment beside torch 2.13.0 (pure Python,
+#: from PyPI; both start as hard links to the session's torch 2.13.0 environment, ~1 min to
+#: build both). GPT-2 and BERT run in the default suite; more architectures with the slow tests.
+HF_OLD, HF_NEW = "4.57.6", "5.0.0"
+HF_MODELS = ROOT / "tests" / "models" / "hf_tiny.py"
+
+
+@pytest.fixture(scope="session")
+def hf_env_dir(env_dir: Path) -> Path:
+    """The session's cache holding transformers 4.57.6 and 5.0.0 environments (built once)."""
+    for version in (HF_OLD, HF_NEW):
+        try:
+            E.ensure(VERSION, env_dir, extra=(f"transformers=={version}",))
+        except Exception as exc:  # no index reachable: say so rather than fail
+            if "could not reach a package index" in str(exc) or "no release at all" in str(exc):
+                pytest.skip(f"transformers {version} must come from PyPI: {exc}")
+            raise
+    return env_dir
+
+
+def hf_matrix(arch: str, env_dir: Path, cwd: Path, *releases: str) -> tuple[int, dict]:
+    envs = [x for v in releases for x in ("--env", f"transformers=={v}")]
+    proc = run_cli(
+        "matrix", f"{HF_MODELS}:{arch}", *envs, "--env-dir", str(env_dir), "--jobs", "2",
+        "--format", "json", cwd=cwd,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize(
+    ("arch", "root_cause", "status", "changed"),
+    [
+        # measured (README, "Init drift between library releases (measured)"): GPT-2 5.0.0 drops
+        # the masked_bias buffer and loses the 1/sqrt(2·n_layer) scaling of c_proj (std 0.01 → 0.02)
+        ("gpt2", "h.0.attn.masked_bias", "removed",
+         {"h.0.attn.c_proj.weight": "recipe-drift", "h.0.mlp.c_proj.weight": "recipe-drift"}),
+        # T5 5.0.0 draws the shared embedding through its new init helper (another op sequence)
+        pytest.param("t5", "shared.weight", "recipe-drift", {}, marks=pytest.mark.slow),
+        # Llama 5.0.0 adds a rotary_emb.original_inv_freq buffer
+        pytest.param("llama", "rotary_emb.original_inv_freq", "added", {},
+                     marks=pytest.mark.slow),
+    ],
+)  # fmt: skip
+def test_transformers_release_drift_is_found(hf_env_dir, tmp_path, arch, root_cause, status,
+                                             changed):  # fmt: skip
+    code, data = hf_matrix(arch, hf_env_dir, tmp_path, HF_OLD, HF_NEW)
+    assert code == 1 and data["verdict"] == "drift"
+    assert data["varying"] == ["transformers"]
+    assert data["versions"] == [f"transformers-{HF_OLD}", f"transformers-{HF_NEW}"]
+    (pair,) = data["pairs"]
+    assert pair["root_cause"] == root_cause
+    assert pair["root_cause_detail"]["status"] == status
+    statuses = {t["name"]: t["status"] for t in pair["tensors"]}
+    assert all(statuses[name] == want for name, want in changed.items())
+    assert pair["environment"] == {
+        "env_requirements.transformers": {"before": HF_OLD, "after": HF_NEW}
+    }
+    # the snapshots carry the column in their names, and diff DIR orders them the same way
+    (folder,) = (tmp_path / "snapshots").iterdir()  # snapshots/<model>/
+    names = sorted(p.name for p in folder.glob("*.json"))
+    assert names == [f"transformers-{v}-torch-{data['columns'][0]['versions']['torch']}-seed0.json"
+                     for v in (HF_OLD, HF_NEW)]  # fmt: skip
+    again = run_cli("diff", str(folder), "--format", "json")
+    assert again.returncode == 1
+    again_data = json.loads(again.stdout)
+    assert again_data["versions"] == data["versions"]
+    assert again_data["pairs"][0]["root_cause"] == root_cause
+
+
+@pytest.mark.parametrize(
+    "arch", ["bert", pytest.param("distilbert", marks=pytest.mark.slow),
+             pytest.param("opt", marks=pytest.mark.slow)]
+)  # fmt: skip
+def test_transformers_releases_that_do_not_drift_are_identical(hf_env_dir, tmp_path, arch):
+    code, data = hf_matrix(arch, hf_env_dir, tmp_path, HF_OLD, HF_NEW)
+    assert code == 0 and data["verdict"] == "identical"
+    (pair,) = data["pairs"]
+    assert pair["root_cause"] is None
+    assert {t["status"] for t in pair["tensors"]} == {"identical"}
+    assert pair["environment"] == {
+        "env_requirements.transformers": {"before": HF_OLD, "after": HF_NEW}
+    }
