@@ -422,7 +422,7 @@ def default_path(manifest: dict[str, Any], root: Path = Path("snapshots")) -> Pa
 #: Longest name stem kept verbatim in the names derived from a manifest's (values and temp
 #: files); a longer one is cut and suffixed with its hash, so derived names stay under 255 bytes.
 _STEM_BYTES = 200
-#: Largest manifest a reader accepts (a Llama-2-7B-shaped manifest with its events is ~10 MB).
+#: Largest manifest a reader accepts (a bound on memory and time, not a format limit).
 MAX_MANIFEST_BYTES = 256 << 20
 #: Largest safetensors header a reader accepts (safetensors' own limit).
 MAX_VALUES_HEADER_BYTES = 100_000_000
@@ -804,7 +804,10 @@ def _open_regular(path: Path, what: str, *, follow: bool) -> tuple[int, int]:
         os.close(fd)
         if stat.S_ISDIR(st.st_mode) and what == "snapshot":
             raise SnapshotError(f"{path} is a folder, not a snapshot file")
-        raise SnapshotError(f"{path} is {_kind(st.st_mode)}, not a regular file; a {what} is one")
+        raise SnapshotError(
+            f"{path} is {_kind(st.st_mode)}, not a regular file; initaudit reads a {what} only "
+            "from a regular file"
+        )
     return fd, st.st_size
 
 

@@ -113,7 +113,7 @@ def relabel(src: Path, dest_dir: Path, torch_version: str) -> Path:
     dest_dir.mkdir(parents=True)
     manifest = json.loads(src.read_text())
     manifest["provenance"]["torch"] = torch_version
-    shutil.copy(src.with_suffix(".safetensors"), dest_dir / manifest["values"]["file"])
+    shutil.copy(src.parent / manifest["values"]["file"], dest_dir / manifest["values"]["file"])
     out = dest_dir / src.name
     out.write_text(json.dumps(manifest))
     return out
