@@ -463,7 +463,10 @@ def check(
         render.print_json({"verdict": verdict, "written": str(result.written)})
     if result.repaired is not None:
         render.err_console().print(
-            f"initaudit: repairing: {result.repaired}", markup=False, highlight=False
+            f"initaudit: repairing: {result.repaired}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
     if result.written is not None:
         render.err_console().print(f"initaudit: wrote {result.written}", highlight=False)

@@ -379,6 +379,13 @@ def test_truncated_values_fail_diff_check_and_inspect(tmp_path):
     _one_line(run_cli("inspect", str(path)), name, "truncated")
     proc = run_cli("check", str(EXAMPLES / "mlp.py"), "-q", "--against", str(path))
     _one_line(proc, name, "truncated")
+    # --update repairs it, and says why in one line
+    proc = run_cli("check", str(EXAMPLES / "mlp.py"), "-q", "--against", str(path), "--update")
+    assert proc.returncode == 0, proc.stderr
+    repairing = [ln for ln in proc.stderr.splitlines() if "repairing" in ln]
+    assert len(repairing) == 1 and name in repairing[0] and "truncated" in repairing[0]
+    assert list(snap_mod.verify_values(snap_mod.read(path)))
+    assert _extra_files(path.parent, path) == []
 
 
 def test_check_update_repairs_a_broken_pair(tmp_path, two_snapshots):
