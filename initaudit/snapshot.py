@@ -427,6 +427,7 @@ MAX_MANIFEST_BYTES = 256 << 20
 #: Largest safetensors header a reader accepts (safetensors' own limit).
 MAX_VALUES_HEADER_BYTES = 100_000_000
 _HEX_IN_NAME = 16
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: Manifest dtype → (safetensors dtype code, bytes per element): checked without importing torch.
 _ST_CODES = {
     "float64": ("F64", 8),
@@ -488,7 +489,7 @@ def _folder_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
         yield
         return
     try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
     except OSError as exc:
         if exclusive:
             raise OutputError(f"cannot lock {folder}: {exc.strerror or exc}") from None
@@ -503,11 +504,16 @@ def _folder_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
                 return
             # File systems that lock only files opened for writing (NFS): a lock file.
             os.close(fd)
-            fd = os.open(folder / ".initaudit.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = -1
+            try:
+                fd = os.open(folder / ".initaudit.lock", os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o666)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                raise OutputError(f"cannot lock {folder}: {exc.strerror or exc}") from None
         yield
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 def _temp_pattern(stem: str) -> re.Pattern[str]:
@@ -520,7 +526,7 @@ def _new_temp(folder: Path, stem: str, kind: str) -> Path:
     for _ in range(100):
         tmp = folder / f".{stem}.{kind}.{secrets.token_hex(4)}.tmp"
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600))
             return tmp
         except FileExistsError:
             continue
@@ -528,7 +534,7 @@ def _new_temp(folder: Path, stem: str, kind: str) -> Path:
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | _CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -788,7 +794,7 @@ def _inside(path: Path, folder: Path) -> Path:
 
 def _open_regular(path: Path, what: str, *, follow: bool) -> tuple[int, int]:
     """Open a regular file without blocking (a FIFO or device is refused); ``(fd, size)``."""
-    flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+    flags = os.O_RDONLY | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
     if not follow:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
