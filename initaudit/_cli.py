@@ -364,7 +364,7 @@ Examples:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Manifest path (values go beside it as .safetensors). "
+    help="Manifest path, ending in .json (values go beside it as NAME.<hash>.safetensors). "
     "Default: snapshots/<model>/torch-<version>-seed<seed>.json",
 )
 @click.option(
@@ -441,6 +441,8 @@ def freeze(
                     )
         sys.exit(2 if failed else 0)
     snap = None
+    if out is not None:
+        snapshot_mod.check_manifest_path(out)  # before the build: x.safetensors is refused
     if stream and not digest_only:
         raise UsageError("--stream needs --digest-only (a streamed model's values are not kept)")
     if stream and example_input is not None:
@@ -464,8 +466,8 @@ def freeze(
     path = out or snapshot_mod.default_path(snap.manifest, snapshot_dir)
     snapshot_mod.write(snap, path, digest_only=digest_only, force=force)
     written = [str(path)]
-    if not digest_only:
-        written.append(str(snapshot_mod.values_path_for(path)))
+    if snap.values_path is not None:
+        written.append(str(snap.values_path))
     if fmt == "json":
         render.print_json(snap.manifest)
     else:
@@ -698,7 +700,15 @@ def check(
     if result.report is not None:
         print_diff(result.report, fmt)
     elif fmt == "json":
-        render.print_json({"verdict": "created", "written": str(result.written)})
+        verdict = "repaired" if result.repaired else "created"
+        render.print_json({"verdict": verdict, "written": str(result.written)})
+    if result.repaired is not None:
+        render.err_console().print(
+            f"initaudit: repairing: {result.repaired}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.written is not None:
         render.err_console().print(f"initaudit: wrote {result.written}", highlight=False)
     sys.exit(result.exit_code)

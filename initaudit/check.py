@@ -3,7 +3,8 @@
 ``check_snapshot`` diffs a freshly frozen, in-memory snapshot against the committed one: the one
 given, or by default the newest snapshot of the same target, seed, device and dtype under
 ``snapshots/<slug>/`` (newest by torch version, then by modification time). With ``update`` the
-fresh snapshot is written instead of failing.
+fresh snapshot is written instead of failing, and a committed pair whose values file is broken
+(structure, or its sha256, which ``update`` checks) is repaired.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from .diff import DiffReport, diff_snapshots
 from .errors import InitAuditError, SnapshotError
-from .snapshot import Snapshot, default_path, read, write
+from .snapshot import Snapshot, check_values_file, default_path, file_sha256, read, write
 
 
 @dataclass
@@ -25,6 +26,8 @@ class CheckResult:
     against: Path | None
     report: DiffReport | None
     written: Path | None = None
+    #: Why the committed pair was broken, when ``update`` rewrote it without diffing.
+    repaired: str | None = None
 
     @property
     def drift(self) -> bool:
@@ -69,7 +72,8 @@ def find_committed(fresh: Snapshot, snapshot_dir: Path = Path("snapshots")) -> P
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):
             continue
-        snap = read(path)
+        # Manifests only: the values file checked is the one of the snapshot picked.
+        snap = read(path, within=folder, check_values=False)
         if _matches(snap, fresh):
             candidates.append((_version_key(snap), path.stat().st_mtime, str(path), path))
     if not candidates:
@@ -107,7 +111,14 @@ def check_snapshot(
         out = path if path is not None else default_path(fresh.manifest, snapshot_dir)
         write(fresh, out, force=True)
         return CheckResult(fresh=fresh, against=None, report=None, written=out)
-    committed = read(path)
+    committed = read(path, within=None if against is not None else path.parent, check_values=False)
+    broken = _broken(committed, full=update)
+    if broken is not None:
+        if not update:
+            raise SnapshotError(broken)
+        out = path if against is not None else default_path(fresh.manifest, snapshot_dir)
+        write(fresh, out, force=True)
+        return CheckResult(fresh=fresh, against=path, report=None, written=out, repaired=broken)
     report = diff_snapshots(committed, fresh, atol=atol, rtol=rtol)
     result = CheckResult(fresh=fresh, against=path, report=report)
     if report.drift and update:
@@ -115,6 +126,23 @@ def check_snapshot(
         write(fresh, out, digest_only=not committed.has_values(), force=True)
         result.written = out
     return result
+
+
+def _broken(committed: Snapshot, *, full: bool) -> str | None:
+    """Why the committed values file cannot be relied on (None: it can): its structure, and
+    with ``full`` (``--update``) also its sha256 against the manifest's record."""
+    try:
+        check_values_file(committed)
+        recorded = (committed.manifest.get("values") or {}).get("sha256")
+        if full and committed.values_path is not None and recorded:
+            if file_sha256(committed.values_path) != recorded:
+                return (
+                    f"{committed.values_path} does not match the sha256 its manifest records "
+                    "(the file was modified or corrupted)"
+                )
+    except SnapshotError as exc:
+        return exc.message
+    return None
 
 
 # --------------------------------------------------------------------------- project config

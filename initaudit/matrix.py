@@ -12,7 +12,6 @@ records in ``env_requirements``, else the torch version).
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 
 from . import environments
 from .errors import InitAuditError, SnapshotError, UsageError
-from .snapshot import Snapshot, default_filename, read, values_path_for
+from .snapshot import Snapshot, default_filename, move, read
 
 Log = Callable[[str], None]
 
@@ -226,7 +225,7 @@ def gather(folder: Path | str) -> list[Snapshot]:
         for p in folder.rglob("*.json")
         if not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
-    snapshots = [read(p) for p in paths]
+    snapshots = [read(p, within=folder) for p in paths]
     if len(snapshots) < 2:
         raise UsageError(
             f"{folder} holds {len(snapshots)} snapshot(s); diffing a folder needs at least two "
@@ -472,10 +471,9 @@ def run_matrix(
 
 
 def _place(snap: Snapshot, snapshot_dir: Path, log: Log = _no_log) -> Snapshot:
-    """Move a freshly frozen snapshot (manifest and values) into ``snapshots/<model>/``."""
+    """Move a freshly frozen snapshot (manifest and values as one unit) into ``snapshots/<model>/``."""
     assert snap.path is not None
     dest = snapshot_dir / snap.target["slug"] / snap.path.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():  # say so: it may be a committed baseline
         try:
             old = [(t["name"], t["hash"]) for t in read(dest).tensors]
@@ -483,10 +481,7 @@ def _place(snap: Snapshot, snapshot_dir: Path, log: Log = _no_log) -> Snapshot:
             old = None
         same = old == [(t["name"], t["hash"]) for t in snap.tensors]
         log(f"replaced {dest}" + (" (same tensors)" if same else " (its tensors differ!)"))
-    src_values = values_path_for(snap.path)
-    if src_values.exists():
-        os.replace(src_values, values_path_for(dest))
-    os.replace(snap.path, dest)  # the manifest last: it names the values file
+    move(snap, dest)
     return read(dest)
 
 

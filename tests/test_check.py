@@ -31,7 +31,7 @@ def test_check_update_then_pass_then_fail_then_accept(tmp_path):
     # --update creates it
     run_cli("check", "net.py", "-q", "--update", cwd=tmp_path, check=0)
     (written,) = (tmp_path / "snapshots" / "net").glob("*.json")
-    assert written.with_suffix(".safetensors").exists()
+    assert snapshot.values_path_for(written).exists()
     # an unchanged model passes
     proc = run_cli("check", "net.py", "-q", cwd=tmp_path, check=0)
     assert proc.stdout.startswith("IDENTICAL")
@@ -57,7 +57,8 @@ def test_check_update_then_pass_then_fail_then_accept(tmp_path):
     kept = tmp_path / "kept" / written.name
     kept.parent.mkdir()
     shutil.copy(written, kept)
-    shutil.copy(written.with_suffix(".safetensors"), kept.with_suffix(".safetensors"))
+    values = snapshot.values_path_for(written)  # the pair is copied as a pair
+    shutil.copy(values, kept.parent / values.name)
     run_cli("check", "net.py", "-q", "--update", cwd=tmp_path, check=0)
     assert written.read_text() != before
     run_cli("check", "net.py", "-q", cwd=tmp_path, check=0)

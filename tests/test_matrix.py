@@ -56,7 +56,8 @@ def test_same_version_twice_is_identical_and_the_environment_is_built_once(env_d
     snaps = sorted(p.name for p in (tmp_path / "snapshots" / "mlp").iterdir())
     assert len(snaps) == 4 and any("-run2.json" in s for s in snaps), snaps
     assert not list((tmp_path / "snapshots").glob(".initaudit-matrix-*"))
-    frozen = json.loads((tmp_path / "snapshots" / "mlp" / snaps[0]).read_text())
+    manifest = next(s for s in snaps if s.endswith(".json"))
+    frozen = json.loads((tmp_path / "snapshots" / "mlp" / manifest).read_text())
     assert frozen["provenance"]["torch"] == data["versions"][0]
 
 
@@ -176,7 +177,7 @@ def relabel(src: Path, dest_dir: Path, torch_version: str) -> Path:
     dest_dir.mkdir(parents=True)
     manifest = json.loads(src.read_text())
     manifest["provenance"]["torch"] = torch_version
-    shutil.copy(src.with_suffix(".safetensors"), dest_dir / manifest["values"]["file"])
+    shutil.copy(src.parent / manifest["values"]["file"], dest_dir / manifest["values"]["file"])
     out = dest_dir / src.name
     out.write_text(json.dumps(manifest))
     return out

@@ -90,7 +90,8 @@ def test_manifest_fields(tmp_path):
 def test_digest_only_writes_manifest_alone(tmp_path):
     snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
     path = snap_mod.write(snap, tmp_path / "d.json", digest_only=True)
-    assert path.exists() and not snap_mod.values_path_for(path).exists()
+    assert path.exists() and snap_mod.values_path_for(path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json"]
     loaded = snap_mod.read(path)
     assert loaded.manifest["values"] is None and not loaded.has_values()
 
@@ -108,7 +109,8 @@ def test_no_overwrite_without_force_and_no_partial_files(tmp_path):
 
     with pytest.raises(OutputError, match="disk full"):
         snap_mod.atomic_write(tmp_path / "x.json", boom)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.safetensors"]
+    values = snap_mod.values_path_for(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.json", values.name])
 
 
 def test_snapshot_files_are_not_pickle(tmp_path):
@@ -160,16 +162,75 @@ def test_reshaped_values_are_caught(tmp_path):
     values = load_file(str(vpath))
     values["hid1.weight"] = values["hid1.weight"].reshape(3, 4).contiguous()  # was 4×3
     save_file(values, str(vpath))
-    loaded = snap_mod.read(path)
-    with pytest.raises(SnapshotError, match=r"stored as float32 \[3, 4\], the manifest says"):
-        list(loaded.iter_values(["hid1.weight"]))
+    with pytest.raises(SnapshotError, match=r"stores 'hid1\.weight' as F32 \[3, 4\], the manifest says"):
+        snap_mod.read(path)  # the header is checked when the snapshot is read
 
 
-def test_a_values_file_without_manifest_is_a_leftover_and_replaced(tmp_path):
-    """Values are renamed into place first, the manifest last: a write interrupted between the
-    two leaves values without a manifest, which is no snapshot and must not block the next."""
+def test_values_file_is_content_addressed_and_named_by_the_manifest(tmp_path):
+    """The values file is NAME.<16 hex of its sha256>.safetensors, named in the manifest; a
+    values file of that NAME that no manifest names is a leftover and the next write removes it."""
     snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
-    leftover = tmp_path / "s.safetensors"
+    leftover = tmp_path / "s.0123456789abcdef.safetensors"
     leftover.write_bytes(b"half of an earlier run")
+    other = tmp_path / "other.0123456789abcdef.safetensors"  # another snapshot's: kept
+    other.write_bytes(b"x")
     path = snap_mod.write(snap, tmp_path / "s.json")
+    info = json.loads(path.read_text())["values"]
+    assert info["file"] == f"s.{info['sha256'][len('sha256:') :][:16]}.safetensors"
+    assert snap_mod.values_path_for(path) == tmp_path / info["file"]
+    assert snap_mod.file_sha256(tmp_path / info["file"]) == info["sha256"]
+    assert not leftover.exists() and other.exists()
     assert list(snap_mod.verify_values(snap_mod.read(path)))  # the new values, hash-checked
+    # another seed: a new values file; the one the manifest no longer names is removed
+    snap1, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")), seed=1)
+    snap_mod.write(snap1, path, force=True)
+    new = json.loads(path.read_text())["values"]["file"]
+    assert new != info["file"] and not (tmp_path / info["file"]).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.json", new, other.name])
+
+
+def test_old_layout_snapshots_read_and_are_replaced_cleanly(tmp_path):
+    """Snapshots written before content-addressed values (values.file = NAME.safetensors, like
+    the committed snapshots/) still read; rewriting one removes the old-layout values file."""
+    src = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
+    assert json.loads(src.read_text())["values"]["file"] == src.with_suffix(".safetensors").name
+    import shutil
+
+    shutil.copy(src, tmp_path / src.name)
+    shutil.copy(src.with_suffix(".safetensors"), tmp_path / src.with_suffix(".safetensors").name)
+    old = snap_mod.read(tmp_path / src.name)
+    assert list(snap_mod.verify_values(old))
+    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap_mod.write(snap, tmp_path / src.name, force=True)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([src.name, snap_mod.values_path_for(tmp_path / src.name).name])
+
+
+def test_a_manifest_path_must_end_in_json(tmp_path, cli):
+    """``--out x.safetensors`` used to write the manifest over its own values file."""
+    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    for name in ("x.safetensors", "x.txt", ".json"):
+        with pytest.raises(OutputError, match=r"must end in \.json"):
+            snap_mod.write(snap, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    proc = cli("freeze", str(EXAMPLES / "mlp.py"), "--out", str(tmp_path / "x.safetensors"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert "x.safetensors" in line and "must end in .json" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("length", [250, 255])
+def test_long_manifest_names_write_and_read(tmp_path, length):
+    """A 250-character --out name used to fail: the temp name passed 255 bytes. Derived names
+    (values file, temp files) are hash-shortened."""
+    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    path = tmp_path / ("é" * 10 + "a" * (length - 25) + ".json")  # é is 2 bytes: 250/255 bytes
+    assert len(path.name.encode()) == length
+    snap_mod.write(snap, path)
+    snap_mod.write(snap, path, force=True)  # again: the same values file, no leftovers
+    values = snap_mod.values_path_for(path)
+    assert len(values.name.encode()) < 255
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, values.name])
+    assert list(snap_mod.verify_values(snap_mod.read(path)))
+    snap_mod.atomic_write(tmp_path / ("b" * 250 + ".py"), lambda tmp: tmp.write_text("x"))
