@@ -319,9 +319,13 @@ def run_case(
             return "bad", f"no verdict: {where}"
         if "--verify" in args and values_changed and doc.get("values") == BASE["values"]:
             return "bad", f"--verify passed a modified values file: {where}"
-        if values_changed and command[0] in ("diff", "check"):
-            # Opening a truncated/corrupted values file without --verify: the structural checks
-            # of issue 11 item 3 (snapshot.read) decide; tallied, not asserted, on this branch.
+        relied_on = values_changed and doc.get("values") == BASE["values"]
+        if relied_on and values_op[0] != "flip":
+            # truncated, padded, emptied, removed or a broken header: the structural check
+            # every command runs on a values file it relies on must refuse it
+            return "bad", f"a structurally broken values file gave a verdict: {where}"
+        if relied_on:
+            # a flipped byte behind an intact header: only --verify hashes the values
             return "verdict-on-corrupt-values", where
         return "verdict", where
     return "bad", f"exit code: {where}"
