@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import TargetError, UsageError
-from .recipes import INIT_FUNCTIONS
+from .recipes import INIT_FUNCTIONS, library_text
 from .snapshot import Snapshot, build_manifest, tensor_hash
 from .target import Target, is_lazy, materialize_lazy, parse_shape
 from .trace import Trace, signature_of, trace_build
@@ -101,7 +101,7 @@ class TensorRow:
     module: str
     shape: list[int]
     dtype: str
-    origin: str  # default | user | uninitialized | unknown
+    origin: str  # default | library | user | uninitialized | unknown
     source: str  # readable origin: "user examples/highway.py:27", "default (Linear.reset_…)"
     site: str | None
     scope: str | None
@@ -120,6 +120,8 @@ class TensorRow:
     later_partial: list[str] = field(default_factory=list)  # sites of partial writes after init
     overwrote: list[str] = field(default_factory=list)  # readable inits replaced by the final one
     overwrote_default: bool = False  # one of them was torch's implicit default
+    #: The library code that set the value: ``{name, version, function, site}``, or None.
+    library: dict[str, Any] | None = None
 
     @property
     def check(self) -> str:
@@ -145,6 +147,7 @@ class TensorRow:
             "source": self.source,
             "site": self.site,
             "scope": self.scope,
+            "library": self.library,
             "init": self.init,
             "call": self.call,
             "args": self.args,
@@ -434,14 +437,35 @@ def _final_init(events: list[dict[str, Any]], numel: int) -> tuple[str, dict[str
     return last["origin"], last
 
 
-def _source(origin: str, site: str | None, scope: str | None, alloc_site: str | None) -> str:
+def _source(
+    origin: str,
+    site: str | None,
+    scope: str | None,
+    alloc_site: str | None,
+    library: dict[str, Any] | None = None,
+) -> str:
     if origin == "default":
         return f"default ({scope})" if scope else "default"
+    if origin == "library" and library:
+        return library_text(library)
     if origin == "user":
         return f"user {site}" if site else "user"
     if origin == "uninitialized":
         return f"uninitialized (allocated at {alloc_site})" if alloc_site else "uninitialized"
     return origin
+
+
+def _event_library(ev: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The library block of the event that set a value (its version from the entry's block)."""
+    if not ev.get("library"):
+        return None
+    known = entry.get("library") or {}
+    return {
+        "name": ev["library"],
+        "version": known.get("version") if known.get("name") == ev["library"] else None,
+        "function": ev.get("function"),
+        "site": ev.get("lib_site"),
+    }
 
 
 def tensor_row(entry: dict[str, Any]) -> TensorRow:
@@ -456,6 +480,7 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
     if ev is not None:
         call, args = ev["call"], dict(ev.get("args") or {})
         site, scope = ev.get("site"), ev.get("scope")
+        library = _event_library(ev, entry)
         text = (
             "external data (torch.tensor / from_numpy / a global tensor)"
             if ev["kind"] == "external"
@@ -466,6 +491,7 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         call, args = init.get("call"), dict(init.get("args") or {})
         site, scope = entry.get("site"), entry.get("scope")
         text = init.get("text") if init else None
+        library = entry.get("library")
     row = TensorRow(
         name=entry["name"],
         order=entry.get("order", 0),
@@ -474,7 +500,7 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         shape=list(entry["shape"]),
         dtype=entry["dtype"],
         origin=origin,
-        source=_source(origin, site, scope, alloc.get("site") if alloc else None),
+        source=_source(origin, site, scope, alloc.get("site") if alloc else None, library),
         site=site,
         scope=scope,
         init=text,
@@ -485,6 +511,7 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         stats=entry["stats"],
         hash=entry["hash"],
         aliases=list(entry.get("aliases") or []),
+        library=library,
     )
     if ev is None:
         return row

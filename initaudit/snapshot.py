@@ -241,6 +241,20 @@ def _init_of(events: list[Any]) -> tuple[str, Any | None]:
     return last.origin, last
 
 
+def _library_entry(ev: Any | None) -> dict[str, Any] | None:
+    """``{name, version, function, site}`` of the library code that set a value, or None."""
+    if ev is None or getattr(ev, "library", None) is None:
+        return None
+    from .trace import library_version
+
+    return {
+        "name": ev.library,
+        "version": library_version(ev.library),
+        "function": ev.function,
+        "site": ev.lib_site,
+    }
+
+
 def tensor_entry(
     tt: TensorTrace,
     model: torch.nn.Module,
@@ -281,6 +295,7 @@ def tensor_entry(
             if init_ev
             else None
         ),
+        "library": _library_entry(init_ev),
         "rng_before": random_events[0].rng_before if random_events else None,
         "rng": sorted({e.rng for e in random_events}) or None,
         "draws": sum(e.numel for e in random_events),
@@ -342,7 +357,10 @@ def build_manifest(
             **target.identity(),
         },
         "seed": seed,
-        "provenance": provenance.capture(device, dtype),
+        "provenance": {
+            **provenance.capture(device, dtype),
+            **provenance.code_provenance(trace.files, target.source_file),
+        },
         "rng": {
             "torch_after": trace.rng_after,
             "drew_from_python_random": trace.drew_from.get("python", False),

@@ -1,0 +1,54 @@
+"""Tracer overhead in one process: median build time untraced vs traced, per model.
+
+``python benchmarks/trace_overhead.py [gpt2_small linear_many ...] [--runs N]`` prints one line
+per model: untraced, traced, overhead, events and the cost per traced event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models  # noqa: E402
+
+from initaudit.trace import trace_build  # noqa: E402
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    """Measure and print the tracer's overhead for each model named on the command line."""
+    p = argparse.ArgumentParser()
+    p.add_argument("models", nargs="*", default=["gpt2_small", "linear_many"])
+    p.add_argument("--runs", type=int, default=3)
+    opts = p.parse_args()
+    torch.set_num_threads(1)
+    for name in opts.models:
+        build = getattr(models, name)
+        build()  # warm imports and caches
+        plain, traced, events = [], [], 0
+        for _ in range(opts.runs):
+            torch.manual_seed(0)
+            plain.append(_time(build))
+            holder = {}
+            traced.append(_time(lambda: holder.setdefault("t", trace_build(build, 0))))
+            events = len(holder["t"].events)
+        up, tr = statistics.median(plain), statistics.median(traced)
+        print(
+            f"{name}: untraced {up:.3f} s, traced {tr:.3f} s, overhead {tr - up:+.3f} s, "
+            f"{events} events, {(tr - up) / max(events, 1) * 1e6:.1f} us/event"
+        )
+
+
+if __name__ == "__main__":
+    main()
