@@ -317,10 +317,20 @@ Examples:
   initaudit diff snapshots/mlp/                 # every version in the folder, consecutive pairs
 
 Statuses: identical, recipe-drift, implementation-drift, kernel-drift, stream-shift,
-shape-drift, dtype-drift, added, removed. The root cause is the first tensor (or thrown-away
+shape-drift, dtype-drift, added, removed, renamed. The root cause is the first tensor (or thrown-away
 draw) in RNG order whose own init diverged.
 Exit codes: 0 identical, 1 drift, 2 usage or input error.
 """
+
+
+def allow_renames_option(fn: Any) -> Any:
+    """``--allow-renames``: tensors that were only renamed are not drift."""
+    return click.option(
+        "--allow-renames",
+        is_flag=True,
+        help="Tensors only renamed (bitwise identical, same shape and RNG state, another "
+        "name) count as identical: exit 0 for a refactor that renames and changes nothing else.",
+    )(fn)
 
 
 def tolerance_options(fn: Any) -> Any:
@@ -348,6 +358,7 @@ def tolerance_options(fn: Any) -> Any:
 @main.command(epilog=_EPILOG_DIFF)
 @click.argument("snapshots", nargs=-1, required=True, metavar="BEFORE.json AFTER.json | DIR")
 @tolerance_options
+@allow_renames_option
 @click.option(
     "--verify",
     is_flag=True,
@@ -359,6 +370,7 @@ def diff(
     snapshots: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
+    allow_renames: bool,
     verify: bool,
     fmt: str,
 ) -> None:
@@ -392,7 +404,9 @@ def diff(
             if snap.has_values():
                 for _ in snapshot_mod.verify_values(snap):
                     pass
-    report = diff_mod.diff_snapshots(before, after, atol=atol, rtol=rtol)
+    report = diff_mod.diff_snapshots(
+        before, after, atol=atol, rtol=rtol, allow_renames=allow_renames
+    )
     {"json": render_diff.diff_json, "markdown": render_diff.print_markdown}.get(
         fmt, render_diff.diff_text
     )(report)
@@ -427,6 +441,7 @@ Exit codes: 0 matches (or --update wrote it), 1 drift, 2 usage or input error.
 )
 @snapshot_dir_option("Where committed snapshots live (<dir>/<model>/*.json).")
 @tolerance_options
+@allow_renames_option
 @example_input_option
 @format_option("text", "json", "markdown")
 def check(
@@ -441,6 +456,7 @@ def check(
     snapshot_dir: Path,
     atol: float | None,
     rtol: float | None,
+    allow_renames: bool,
     example_input: str | None,
     fmt: str,
 ) -> None:
@@ -450,7 +466,13 @@ def check(
 
     _, fresh = freeze_target(target, args, seed, device, dtype, quiet, example_input)
     result = check_mod.check_snapshot(
-        fresh, against=against, snapshot_dir=snapshot_dir, update=update, atol=atol, rtol=rtol
+        fresh,
+        against=against,
+        snapshot_dir=snapshot_dir,
+        update=update,
+        atol=atol,
+        rtol=rtol,
+        allow_renames=allow_renames,
     )
     if result.report is not None:
         {"json": render_diff.diff_json, "markdown": render_diff.print_markdown}.get(

@@ -45,6 +45,7 @@ STATUSES: tuple[str, ...] = (
     "dtype-drift",
     "added",
     "removed",
+    "renamed",
     "identical",
 )
 #: Statuses that mean a tensor's own initialization diverged (root-cause candidates).
@@ -83,6 +84,7 @@ class TensorDiff:
     draws_changed: bool = False  # it consumes a different amount of random numbers
     recipe_changed: bool = False
     within_tolerance: bool = False
+    renamed_from: str | None = None  # status "renamed": the tensor's name in snapshot A
     shifted_by: str | None = None
     error: dict[str, Any] | None = None  # numeric error, when both values were read
     stats: dict[str, Any] | None = None  # statistics before/after, when only digests exist
@@ -131,6 +133,10 @@ class RootCause:
     reason: str
     site: str | None
     shifted: list[str]
+    #: The library that set the tensor, when its version changed: {name, function, before, after}.
+    library: dict[str, Any] | None = None
+    #: The user's source file that changed between the snapshots: {path, before, after}.
+    source: dict[str, Any] | None = None
 
 
 @dataclass
@@ -148,6 +154,8 @@ class DiffReport:
     rtol: float | None = None
     values_compared: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Whether tensors that were only renamed count as no drift (``--allow-renames``).
+    allow_renames: bool = False
 
     @property
     def tolerance_used(self) -> bool:
@@ -157,8 +165,9 @@ class DiffReport:
     @property
     def drift(self) -> bool:
         """Whether anything differs: a tensor, a thrown-away draw, or the RNG state left behind."""
+        clean = ("identical", "renamed") if self.allow_renames else ("identical",)
         return (
-            any(t.status != "identical" for t in self.tensors)
+            any(t.status not in clean for t in self.tensors)
             or bool(self.draw_changes)
             or bool(self.rng)
         )
@@ -479,9 +488,35 @@ def _target_text(s: Snapshot) -> str:
     return text
 
 
-def environment_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The environment keys that changed, ``{key: {"before": …, "after": …}}`` (via deepdiff)."""
+#: Provenance blocks of ``{name: value}`` compared name by name (and only when both have them).
+_CODE_KEYS = ("libraries", "sources")
+
+
+def environment_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The environment keys that changed, ``{key: {"before": …, "after": …}}`` (via deepdiff).
+
+    ``libraries`` and ``sources`` are grouped: ``{"libraries": {name: {before, after}}}``. A
+    snapshot frozen before initaudit recorded them has neither: nothing is compared then.
+    """
     if a == b:  # the common case; deepdiff's import alone costs ~0.4 s
+        return {}
+    out: dict[str, Any] = {}
+    for key in _CODE_KEYS:
+        ca, cb = a.get(key), b.get(key)
+        if isinstance(ca, dict) and isinstance(cb, dict) and ca != cb:
+            out[key] = {
+                name: {"before": ca.get(name), "after": cb.get(name)}
+                for name in sorted(set(ca) | set(cb))
+                if ca.get(name) != cb.get(name)
+            }
+    a = {k: v for k, v in a.items() if k not in _CODE_KEYS}
+    b = {k: v for k, v in b.items() if k not in _CODE_KEYS}
+    out.update(_flat_changes(a, b))
+    return dict(sorted(out.items()))
+
+
+def _flat_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if a == b:
         return {}
     from deepdiff import DeepDiff
 
@@ -592,6 +627,8 @@ def diff_snapshots(
     b: Snapshot,
     atol: float | None = None,
     rtol: float | None = None,
+    *,
+    allow_renames: bool = False,
 ) -> DiffReport:
     """Compare snapshot ``a`` (before) with ``b`` (after): statuses, root cause, environment."""
     same_target(a, b)
@@ -672,6 +709,7 @@ def diff_snapshots(
                 draws_changed=bool(inits_a[name].draws),
             )
 
+    renamed_old = _match_renames(diffs)
     notes: list[str] = []
     values_compared = _compare_values(a, b, diffs, atol, rtol, notes)
 
@@ -686,7 +724,7 @@ def diff_snapshots(
         [(inits_b.position(n), ("tensor", n)) for n in entries_b]
         + [(int(ev.get("seq", 0)), key) for key, ev in orphans_b]
     )
-    keys_a = [k for _, k in items_a]
+    keys_a = [k for _, k in items_a if not (k[0] == "tensor" and k[1] in renamed_old)]
     keys_b = [k for _, k in items_b]
     order = _merge(keys_a, keys_b)
 
@@ -726,6 +764,7 @@ def diff_snapshots(
                         site=td.entry.get("site"),
                         shifted=shifted,
                     )
+                    root.library, root.source = _code_change(a, b, td)
         elif key in draw_changes:
             dc = draw_changes[key]
             if root is None:
@@ -755,6 +794,7 @@ def diff_snapshots(
         rtol=rtol,
         values_compared=values_compared,
         notes=notes,
+        allow_renames=allow_renames,
     )
     if root is None and report.drift:
         stray = report.by_status("stream-shift")
@@ -764,6 +804,90 @@ def diff_snapshots(
                 "was recorded (a draw outside the trace, or a reseed); no root cause named"
             )
     return report
+
+
+def _rename_key(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """What a renamed tensor keeps: its bytes, shape, dtype and the RNG state it drew from."""
+    return (entry["hash"], tuple(entry["shape"]), entry["dtype"], entry.get("rng_before"))
+
+
+def _match_renames(diffs: dict[str, TensorDiff]) -> set[str]:
+    """Pair removed and added tensors that are bitwise identical into ``renamed``; A's names.
+
+    A pair has the same hash, shape and dtype and starts from the same RNG state; several
+    candidates of one kind (zero biases) pair up in build order.
+    """
+    added: dict[tuple[Any, ...], list[TensorDiff]] = defaultdict(list)
+    for td in diffs.values():
+        if td.status == "added":
+            added[_rename_key(td.after or {})].append(td)
+    if not added:
+        return set()
+    old_names: set[str] = set()
+    by_order = sorted(
+        (td for td in diffs.values() if td.status == "removed"),
+        key=lambda t: int((t.before or {}).get("order", 0)),
+    )
+    for td in list(added.values()):
+        td.sort(key=lambda t: int((t.after or {}).get("order", 0)))
+    for old in by_order:
+        candidates = added.get(_rename_key(old.before or {}))
+        if not candidates:
+            continue
+        new = candidates.pop(0)
+        new.status = "renamed"
+        new.renamed_from = old.name
+        new.before = old.before
+        new.own_change = False
+        new.draws_changed = False
+        new.reason = f"renamed from {old.name} (same bytes, shape, dtype and RNG state)"
+        old_names.add(old.name)
+        del diffs[old.name]
+    return old_names
+
+
+def _library_of_entry(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The library block of an entry, or one made from its last library event."""
+    if entry is None:
+        return None
+    if entry.get("library"):
+        return entry["library"]
+    for ev in reversed(entry.get("events") or []):
+        if ev.get("library"):
+            return {"name": ev["library"], "function": ev.get("function"), "site": ev.get("lib_site")}
+    return None
+
+
+def _code_change(
+    a: Snapshot, b: Snapshot, td: TensorDiff
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Which code changed behind a root-cause tensor: its library's version, or the user's source.
+
+    Returns ``(library, source)``: ``library`` is ``{name, function, before, after}`` when the
+    distribution whose code set the tensor (in either snapshot) changed version between the
+    snapshots' provenance; otherwise ``source`` is ``{path, before, after}`` for the user file
+    that changed (the tensor's own site first).
+    """
+    libs_a = a.environment.get("libraries")
+    libs_b = b.environment.get("libraries")
+    for entry in (td.after, td.before):
+        lib = _library_of_entry(entry)
+        if lib is None or libs_a is None or libs_b is None:
+            continue
+        name = lib["name"]
+        va, vb = libs_a.get(name), libs_b.get(name)
+        if va != vb:
+            return {"name": name, "function": lib.get("function"), "before": va, "after": vb}, None
+    src_a, src_b = a.environment.get("sources"), b.environment.get("sources")
+    if src_a is None or src_b is None:
+        return None, None
+    changed = [p for p in sorted(set(src_a) & set(src_b)) if src_a[p] != src_b[p]]
+    if not changed:
+        return None, None
+    site = td.entry.get("site") or ""
+    own = [p for p in changed if site.rpartition(":")[0] == p]
+    path = (own or changed)[0]
+    return None, {"path": path, "before": src_a[path], "after": src_b[path]}
 
 
 def _draw_change(change: str, ev: dict[str, Any]) -> DrawChange:
@@ -818,7 +942,7 @@ def _compare_values(
         for n, td in diffs.items()
         if td.before is not None
         and td.after is not None
-        and td.status != "identical"
+        and td.status not in ("identical", "renamed")
         and td.before["shape"] == td.after["shape"]
         and td.before["dtype"] == td.after["dtype"]
     ]
@@ -903,6 +1027,7 @@ def tensor_to_json(td: TensorDiff) -> dict[str, Any]:
         "own_change": td.own_change,
         "shifted_by": td.shifted_by,
         "within_tolerance": td.within_tolerance,
+        "renamed_from": td.renamed_from,
         "error": td.error,
         "stats": td.stats,
     }
@@ -930,6 +1055,7 @@ def report_to_json(report: DiffReport) -> dict[str, Any]:
                 else None
             ),
             "values_compared": report.values_compared,
+            "allow_renames": report.allow_renames,
             "root_cause": rc.name if rc else None,
             "root_cause_detail": (
                 {
@@ -939,6 +1065,8 @@ def report_to_json(report: DiffReport) -> dict[str, Any]:
                     "reason": rc.reason,
                     "site": rc.site,
                     "shifted": rc.shifted,
+                    "library": rc.library,
+                    "source": rc.source,
                 }
                 if rc
                 else None

@@ -64,6 +64,7 @@ def assert_init_matches(
     update: bool = False,
     atol: float | None = None,
     rtol: float | None = None,
+    allow_renames: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Fail the current test unless ``target``'s seeded init matches its committed snapshot."""
@@ -83,6 +84,7 @@ def assert_init_matches(
             update=update,
             atol=atol,
             rtol=rtol,
+            allow_renames=allow_renames,
         )
     except InitAuditError as exc:
         error = exc

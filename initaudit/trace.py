@@ -895,3 +895,11 @@ def library_version(name: str) -> str | None:
         return md.version(name)
     except md.PackageNotFoundError:
         return None
+
+
+def reset_file_cache() -> None:
+    """Forget which distribution owns which file (after installing packages in this process)."""
+    _FILE_CLASS.clear()
+    _top_levels.cache_clear()
+    _editables.cache_clear()
+    library_version.cache_clear()

@@ -182,7 +182,10 @@ def test_changed_torch_default_is_recipe_drift_and_stream_shift(tmp_path):
     assert bias["init_before"].startswith("uniform_(") and bias["init_after"] == "zeros_()"
     (w2,) = [t for t in data["tensors"] if t["name"] == "lin2.weight"]
     assert w2["shifted_by"] == "lin1.bias" and w2["error"]["differing"] > 0
-    assert data["environment"] == {}  # the same torch: only the recipe changed
+    # The same torch: only the code that ran changed (the patch in sitecustomize.py ran too).
+    assert data["environment"] == {
+        "sources": {"sitecustomize.py": {"before": None, "after": data["environment"]["sources"]["sitecustomize.py"]["after"]}}
+    }
     text = diff_plain(diff_snapshots(snapshot.read(old), snapshot.read(new)))
     assert "root cause lin1.bias (recipe-drift)" in text
     assert "2 later tensor(s) shifted: lin2.weight, tail.weight" in text
