@@ -559,6 +559,11 @@ def _leaf(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+def _lib_where(row: TensorRow) -> str:
+    lib = row.library or {}
+    return " ".join(str(p) for p in (lib.get("function"), lib.get("site")) if p) or "?"
+
+
 def _kept_default(rows: list[TensorRow], require_explicit: bool) -> list[Finding]:
     params = [r for r in rows if r.kind == "parameter"]
     kept = [r for r in params if r.origin == "default"]
@@ -574,13 +579,19 @@ def _kept_default(rows: list[TensorRow], require_explicit: bool) -> list[Finding
     for r in params:
         by_role.setdefault((r.module, _leaf(r.name)), []).append(r)
     for (module, leaf), group in by_role.items():
-        users = [r for r in group if r.origin == "user"]
+        users = [r for r in group if r.origin in ("user", "library")]
         defaults = [r for r in group if r.origin == "default"]
         if users and defaults:
-            sites = sorted({r.site for r in users if r.site})
+            libs = sorted({r.library["name"] for r in users if r.origin == "library" and r.library})
+            if all(r.origin == "library" for r in users) and libs:
+                who = f"{', '.join(libs)} code"
+                sites = sorted({_lib_where(r) for r in users})
+            else:
+                who = "user code"
+                sites = sorted({r.site for r in users if r.origin == "user" and r.site})
             missed.append(
                 f"{module}.{leaf}: {len(defaults)} of {len(group)} kept the default "
-                f"({_brief(_names(defaults), 3)}) while user code set the others"
+                f"({_brief(_names(defaults), 3)}) while {who} set the others"
                 + (f" at {', '.join(sites[:2])}" if sites else "")
             )
     message = (
@@ -723,7 +734,7 @@ def _nondeterministic(
         external = [
             r.name
             for r in rows
-            if r.origin == "user" and r.init and r.init.startswith("external data")
+            if r.origin in ("user", "library") and r.init and r.init.startswith("external data")
         ]
         if rerun is not None:
             if differing or missing:

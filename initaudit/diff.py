@@ -105,6 +105,8 @@ class DrawChange:
     numel: int
     site: str | None
     scope: str | None
+    library: str | None = None  # the distribution whose code made (or built the module of) it
+    function: str | None = None
 
     @property
     def label(self) -> str:
@@ -120,6 +122,8 @@ class DrawChange:
             "numel": self.numel,
             "site": self.site,
             "scope": self.scope,
+            "library": self.library,
+            "function": self.function,
         }
 
 
@@ -779,6 +783,8 @@ def diff_snapshots(
                     site=dc.site,
                     shifted=shifted,
                 )
+                if dc.library:
+                    root.library = _version_change(a, b, dc.library, dc.function)
             last_cause = dc.site or dc.label
 
     rng = _rng_changes(a, b)
@@ -858,6 +864,19 @@ def _library_of_entry(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
+def _version_change(
+    a: Snapshot, b: Snapshot, name: str, function: str | None
+) -> dict[str, Any] | None:
+    """``{name, function, before, after}`` when distribution ``name`` changed version."""
+    libs_a, libs_b = a.environment.get("libraries"), b.environment.get("libraries")
+    if libs_a is None or libs_b is None:
+        return None  # a snapshot from before initaudit recorded libraries: unknown
+    va, vb = libs_a.get(name), libs_b.get(name)
+    if va == vb:
+        return None
+    return {"name": name, "function": function, "before": va, "after": vb}
+
+
 def _code_change(
     a: Snapshot, b: Snapshot, td: TensorDiff
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -868,16 +887,12 @@ def _code_change(
     snapshots' provenance; otherwise ``source`` is ``{path, before, after}`` for the user file
     that changed (the tensor's own site first).
     """
-    libs_a = a.environment.get("libraries")
-    libs_b = b.environment.get("libraries")
     for entry in (td.after, td.before):
         lib = _library_of_entry(entry)
-        if lib is None or libs_a is None or libs_b is None:
-            continue
-        name = lib["name"]
-        va, vb = libs_a.get(name), libs_b.get(name)
-        if va != vb:
-            return {"name": name, "function": lib.get("function"), "before": va, "after": vb}, None
+        if lib is not None:
+            change = _version_change(a, b, lib["name"], lib.get("function"))
+            if change is not None:
+                return change, None
     src_a, src_b = a.environment.get("sources"), b.environment.get("sources")
     if src_a is None or src_b is None:
         return None, None
@@ -898,6 +913,8 @@ def _draw_change(change: str, ev: dict[str, Any]) -> DrawChange:
         numel=int(ev.get("numel", 0)),
         site=ev.get("site"),
         scope=ev.get("scope"),
+        library=ev.get("library"),
+        function=ev.get("function"),
     )
 
 

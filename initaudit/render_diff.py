@@ -159,7 +159,8 @@ def code_change_text(report: DiffReport) -> str | None:
     if rc.library:
         lib = rc.library
         fn = f" ({lib['function']})" if lib.get("function") else ""
-        return f"set by {lib['name']}{fn}, {lib['name']} {lib['before']} → {lib['after']}"
+        verb = "set by" if rc.kind == "tensor" else "drawn in"
+        return f"{verb} {lib['name']}{fn}, {lib['name']} {lib['before']} → {lib['after']}"
     if rc.source:
         return f"your source {rc.source['path']} changed"
     return None
@@ -169,6 +170,7 @@ def rng_lines(report: DiffReport) -> list[str]:
     """Thrown-away draws that appeared or disappeared, and other RNG changes."""
     out = [
         f"thrown-away draw {d.change}: {d.call} ({d.numel} numbers) at {d.site or d.scope or '?'}"
+        + (f" (in {d.library} {d.function})" if d.library and d.function else "")
         for d in report.draw_changes
     ]
     if "torch_after" in report.rng:

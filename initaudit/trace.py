@@ -398,7 +398,8 @@ def _callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | 
     The innermost frame that is not torch's plumbing decides the origin: one in
     ``torch/nn/modules`` makes it torch's ``default``, one in an installed distribution makes it
     ``library`` (the library's function outside its init helpers, and that frame's
-    ``file:line``), a user file makes it ``user``. Library helpers (contiguous library frames
+    ``file:line``), a user file makes it ``user``. A default built by library code also names
+    that library function (which module it built, not who chose the init). Library helpers (contiguous library frames
     whose first argument is the written tensor) are the readable call when no
     ``torch.nn.init`` function is on the stack.
     """
@@ -444,10 +445,10 @@ def _callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | 
             if not decided:
                 decided = True
                 cs.origin = "library"
-            if cs.origin == "library" and cs.function is None:
-                if in_helpers and _writes_to(frame, key):
+            if cs.function is None:
+                if cs.origin == "library" and in_helpers and _writes_to(frame, key):
                     helper = frame
-                else:
+                else:  # the library's function (for a torch default: the code that built it)
                     in_helpers = False
                     cs.library = cls.name
                     cs.function = _qualname(code)

@@ -173,3 +173,35 @@ def test_old_snapshot_without_code_provenance_reads_and_diffs():
     assert "libraries" in fresh.environment and "sources" in fresh.environment
     report = diff_snapshots(old, fresh)
     assert "libraries" not in report.environment and "sources" not in report.environment
+
+
+def test_inspect_counts_only_torch_defaults_as_kept_defaults(tiny_plain):
+    """A tensor tinyinit set is neither the user's nor torch's: kept-default counts fc.bias only."""
+    from initaudit.audit import inspect_target
+    from initaudit.render_audit import short_source
+
+    report = inspect_target(Target(spec="blk.py", name="blk", builder=tiny_plain.Block), 0, rerun=False)
+    rows = {r.name: r for r in report.tensors}
+    assert rows["fc.weight"].origin == "library"
+    assert rows["fc.weight"].init == "tinyinit.trunc_normal_(mean=0, std=0.02, a=-2, b=2)"
+    assert rows["fc.weight"].source.startswith("tinyinit 1.0 · Block.init_weights · __init__.py:")
+    assert short_source(rows["proj.weight"]) == "tinyinit 1.0 Block.init_weights"
+    assert rows["fc.weight"].to_json()["library"]["name"] == "tinyinit"
+    (kept,) = [f for f in report.findings if f.kind == "kept-default"]
+    assert kept.tensors == ["fc.bias"]
+    assert kept.message.startswith("1 of 4 parameters keep torch's implicit default init")
+    (missed,) = kept.details["missed"]
+    assert "while tinyinit code set the others at Block.init_weights __init__.py:" in missed
+    assert "user code" not in kept.message
+
+
+def test_explicit_code_names_the_library_and_reproduces_it(tiny_plain, tmp_path):
+    """explicit replays a library helper's ATen ops and says which library set the tensor."""
+    from initaudit import codegen
+
+    target = Target(spec="blk.py", name="blk", builder=tiny_plain.Block)
+    program = codegen.trace_program(target.build, 0, label="blk", spec="blk.py")
+    source = codegen.generate(program)
+    assert "# tinyinit Block.init_weights" in source
+    result = codegen.verify_source(program, source, target.build)
+    assert result.ok, result.mismatches
