@@ -271,6 +271,7 @@ class Library:
 
 
 _TORCH, _SELF, _STDLIB, _USER = "torch", "self", "stdlib", "user"
+_SITE_DIRS = frozenset({"site-packages", "dist-packages"})
 
 
 def _under(path: str, root: str) -> bool:
@@ -345,14 +346,15 @@ def _library_of(path: str, cwd: str) -> Library | None:
         root = os.path.realpath(entry or os.curdir)
         if len(root) > len(best) and _under(path, root) and path != root:
             best = root
-    if best:
+    in_project = _under(path, cwd) and not _SITE_DIRS.intersection(path.split(os.sep))
+    if best and not in_project:  # the project's own tree on sys.path (an egg-link, src/) is the user's
         rel = os.path.relpath(path, best)
         parts = rel.split(os.sep)
         dist = _top_levels(best).get(parts[0].removesuffix(".py"))
         if dist is not None:
             inner = os.sep.join(parts[1:]) if len(parts) > 1 else rel
             return Library(_dist_name(dist), dist.version, inner.replace(os.sep, "/"))
-    if _under(path, cwd):
+    if in_project:
         return None  # the user's project: its own files, or a package installed editable from it
     for src, dist in _editables():
         if _under(path, src):
