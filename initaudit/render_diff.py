@@ -135,8 +135,13 @@ def _names(names: list[str], limit: int = 8) -> str:
 
 def environment_lines(report: DiffReport) -> list[str]:
     """``key: before → after`` per changed environment key (``transformers 4.57.6 → 5.0.0``)."""
+    return environment_change_lines(report.environment)
+
+
+def environment_change_lines(environment: dict[str, Any]) -> list[str]:
+    """The lines of :func:`environment_lines` for a diff's (or its JSON's) ``environment``."""
     out = []
-    for k, v in report.environment.items():
+    for k, v in environment.items():
         if k == "libraries":
             out += [
                 f"{name}: {c['before'] or 'not used'} → {c['after'] or 'not used'}"
@@ -146,8 +151,10 @@ def environment_lines(report: DiffReport) -> list[str]:
             for path, c in v.items():
                 what = "changed" if c["before"] and c["after"] else "added" if c["after"] else "removed"
                 out.append(f"your source {path} {what}")
+        elif isinstance(v, dict) and "before" in v:
+            out.append(f"{k}: {v['before']} → {v.get('after')}")
         else:
-            out.append(f"{k}: {v['before']} → {v['after']}")
+            out.append(f"{k}: {v}")
     return out
 
 
