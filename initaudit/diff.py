@@ -6,7 +6,10 @@ identical snapshots never touches the values files. The *root cause* is the firs
 order whose own initialization diverged: a tensor (its recipe, implementation, kernel, shape or
 dtype changed, it was added or removed, or it now draws a different amount of random numbers),
 or a thrown-away draw that appeared or disappeared; ``stream-shift`` tensors after it are the
-ones it shifted.
+ones it shifted. The root cause also names the code that changed behind it: the library whose
+version changed (``transformers 4.57.6 → 5.0.0``, from the provenance's ``libraries``) or the
+user's source file whose digest changed. A tensor only in A and one only in B that are bitwise
+identical (same shape, dtype and RNG state) are one ``renamed`` tensor.
 
 What counts as the *recipe* of a tensor: the sequence of readable init calls that set its value
 (``kaiming_uniform_``, ``uniform_``, ``fill_``, …) with their explicit arguments. Where a call

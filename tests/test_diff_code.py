@@ -156,3 +156,35 @@ def test_a_rename_with_a_real_change_is_still_drift_with_the_right_root_cause():
     assert st["decoder.weight"] == "added" and st["dec.weight"] == "removed"
     assert report.exit_code == 1
     assert report.root_cause.name in ("decoder.weight", "dec.weight")
+
+
+REFACTOR = """from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.{a} = nn.Linear(4, 4)
+        self.{b} = nn.Linear(4, 2)
+"""
+
+
+def test_check_allow_renames_accepts_a_refactor_that_only_renames(tmp_path, monkeypatch):
+    """check --allow-renames: exit 0 for renamed-only tensors; without it, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(REFACTOR.format(a="enc", b="dec"))
+    runner = CliRunner()
+    made = runner.invoke(main, ["freeze", "net.py", "--out", "snap.json", "-q"])
+    assert made.exit_code == 0, made.output
+    (tmp_path / "net.py").write_text(REFACTOR.format(a="encoder", b="decoder"))
+    strict = runner.invoke(main, ["check", "net.py", "--against", "snap.json", "-q"])
+    assert strict.exit_code == 1, strict.output
+    assert "enc.weight → encoder.weight" in strict.output
+    ok = runner.invoke(
+        main, ["check", "net.py", "--against", "snap.json", "-q", "--allow-renames", "--format", "json"]
+    )
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(ok.output)
+    assert data["verdict"] == "identical" and data["counts"] == {"renamed": 4}
+    # The edit is recorded: the user's source changed (and no root cause, nothing drifted).
+    assert list(data["environment"]["sources"]) == ["net.py"] and data["root_cause"] is None
