@@ -46,6 +46,7 @@ KINDS = (
     "tied",
     "suspicious",
     "lazy",
+    "loaded",
 )
 
 # Ops whose output holds exactly the values of their input (no arithmetic on them).
@@ -500,7 +501,11 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         shape=list(entry["shape"]),
         dtype=entry["dtype"],
         origin=origin,
-        source=_source(origin, site, scope, alloc.get("site") if alloc else None, library),
+        source=(
+            f"loaded from {entry['loaded']['file']}"
+            if origin == "loaded" and entry.get("loaded")
+            else _source(origin, site, scope, alloc.get("site") if alloc else None, library)
+        ),
         site=site,
         scope=scope,
         init=text,
@@ -857,6 +862,33 @@ def _row(rows: list[TensorRow], name: str) -> TensorRow | None:
     return next((r for r in rows if r.name == name), None)
 
 
+def _loaded(rows: list[TensorRow]) -> list[Finding]:
+    """With a checkpoint loaded: which tensors came from it, and which the build initialized."""
+    loaded = [r for r in rows if r.origin == "loaded"]
+    if not loaded:
+        return []
+    fresh = [r for r in rows if r.origin not in ("loaded",)]
+    files = sorted({r.source.removeprefix("loaded from ") for r in loaded})
+    listed = [f"{r.name} ({r.init or '?'}, {r.source})" for r in fresh]
+    message = (
+        f"{_n(len(loaded), 'tensor')} loaded bit for bit from {', '.join(files)}; "
+        f"{_n(len(fresh), 'tensor')} newly initialized by the build"
+        + (": " + "; ".join(listed[:12]) + (" …" if len(listed) > 12 else "") if listed else "")
+        + "."
+    )
+    return [
+        Finding(
+            kind="loaded",
+            severity="info",
+            tensors=_names(fresh),
+            message=message,
+            advice="Only the newly initialized tensors depend on init code (and drift with it); "
+            "pin them with a snapshot, and the checkpoint with its sha256.",
+            details={"loaded": _names(loaded), "files": files},
+        )
+    ]
+
+
 def _tied(rows: list[TensorRow], trace: Trace | None) -> list[Finding]:
     groups: list[list[str]] = [[r.name, *r.aliases] for r in rows if r.aliases]
     if trace is not None:  # different views of one storage (e.g. a transposed tie)
@@ -1040,6 +1072,7 @@ def audit(
     findings += _kept_default(rows, require_explicit)
     findings += _overwritten(rows, manifest)
     findings += _tied(rows, trace)
+    findings += _loaded(rows)
     findings.sort(key=lambda f: (f.severity != "error", KINDS.index(f.kind)))
     rerun_info: dict[str, Any] = {"ran": rerun is not None}
     if rerun is not None:

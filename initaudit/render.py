@@ -145,6 +145,8 @@ def origin_text(entry: dict[str, Any]) -> str:
         return f"default ({entry['scope']})" if entry.get("scope") else "default"
     if origin == "library" and entry.get("library"):
         return library_text(entry["library"])
+    if origin == "loaded" and entry.get("loaded"):
+        return f"loaded from {entry['loaded']['file']}"
     if origin == "user":
         return f"user {entry['site']}" if entry.get("site") else "user"
     return origin
@@ -153,6 +155,7 @@ def origin_text(entry: dict[str, Any]) -> str:
 _ORIGIN_STYLE = {
     "default": "cyan",
     "library": "blue",
+    "loaded": "dim",
     "user": "green",
     "uninitialized": "bold red",
     "unknown": "yellow",

@@ -306,6 +306,19 @@ def tensor_entry(
     return entry
 
 
+def _mark_loaded(model: Any, entries: list[dict[str, Any]]) -> None:
+    """Origin ``loaded`` (and ``loaded: {file, key}``) for untraced tensors a checkpoint holds."""
+    from .loaded import loaded_tensors
+
+    untraced = [e for e in entries if e["origin"] == "unknown" and not e.get("events")]
+    for entry in untraced:
+        entry["loaded"] = None
+    for name, where in loaded_tensors(model, untraced).items():
+        entry = next(e for e in untraced if e["name"] == name)
+        entry["origin"] = "loaded"
+        entry["loaded"] = where
+
+
 def build_manifest(
     target: Target,
     trace: Trace,
@@ -349,6 +362,7 @@ def build_manifest(
             if on_tensor is not None:
                 nbytes += tt.tensor.numel() * tt.tensor.element_size()
                 on_tensor(i + 1, total, nbytes)
+    _mark_loaded(trace.model, entries)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
