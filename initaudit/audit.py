@@ -477,6 +477,8 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         origin, ev = _final_init(events, numel)
     else:  # a digest-only entry without events: trust the manifest
         origin, ev = entry["origin"], None
+    if entry.get("origin") == "loaded":
+        origin = "loaded"  # the checkpoint's bytes, whatever copied them in
     alloc = next((e for e in events if e["kind"] == "alloc"), None)
     if ev is not None:
         call, args = ev["call"], dict(ev.get("args") or {})

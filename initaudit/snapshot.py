@@ -306,13 +306,22 @@ def tensor_entry(
     return entry
 
 
+def _from_outside(entry: dict[str, Any]) -> bool:
+    """Whether a tensor's value came from outside the traced ops (no events, or external data
+    copied in last: ``set_``/``copy_`` from a tensor no traced op made)."""
+    events = [e for e in entry.get("events") or [] if e["kind"] != "alloc"]
+    if not events:
+        return entry["origin"] == "unknown"
+    return events[-1]["kind"] in ("copy", "external") and any(
+        e["kind"] == "external" for e in events
+    )
+
+
 def _mark_loaded(model: Any, entries: list[dict[str, Any]]) -> None:
     """Origin ``loaded`` (and ``loaded: {file, key}``) for untraced tensors a checkpoint holds."""
     from .loaded import loaded_tensors
 
-    untraced = [e for e in entries if e["origin"] == "unknown" and not e.get("events")]
-    for entry in untraced:
-        entry["loaded"] = None
+    untraced = [e for e in entries if _from_outside(e)]
     for name, where in loaded_tensors(model, untraced).items():
         entry = next(e for e in untraced if e["name"] == name)
         entry["origin"] = "loaded"

@@ -243,6 +243,8 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, torch.Generator):
         return "<generator>"
+    if isinstance(value, (torch.UntypedStorage, torch.TypedStorage)):
+        return f"<storage {value.nbytes()} bytes>"  # its repr lists every byte
     return repr(value)
 
 

@@ -54,3 +54,20 @@ def test_loaded_tensors_name_their_file_and_new_ones_their_init(checkpoint):
     assert "classifier.weight" in finding.tensors and "classifier.bias" in finding.tensors
     assert set(finding.details["loaded"]) == loaded
     assert "newly initialized" in finding.message and "normal_(mean=0, std=0.02)" in finding.message
+
+
+def test_a_storage_argument_is_recorded_by_size_not_by_every_byte():
+    """transformers 4.x loads with ``param.set_(storage)``: the event must not list the bytes."""
+    import torch
+    from torch import nn
+
+    def build():
+        m = nn.Linear(2, 2)
+        with torch.no_grad():
+            m.weight.set_(torch.ones(4).untyped_storage(), 0, (2, 2), (2, 1))
+        return m
+
+    snap, _ = snapshot.freeze(Target(spec="setter.py", name="build", builder=build), 0)
+    (w,) = [t for t in snap.tensors if t["name"] == "weight"]
+    sets = [e for e in w["events"] if e["op"] == "set_"]
+    assert sets and all(e["args"].get("source") == "<storage 16 bytes>" for e in sets), sets
