@@ -371,10 +371,17 @@ def _classify_file(filename: str) -> str | Library:
         return _TORCH
     if filename.startswith(_HERE):
         return _SELF
-    if filename.startswith(_STDLIB_DIRS) or filename.startswith("<"):
+    if filename.startswith("<") or (
+        # site-packages sits inside the stdlib folder in a non-venv install (/usr/local/lib/…)
+        filename.startswith(_STDLIB_DIRS) and not _SITE_DIRS.intersection(filename.split(os.sep))
+    ):
         return _STDLIB
     path = os.path.realpath(filename)
-    lib = _library_of(path, os.path.realpath(os.getcwd()))
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:  # the working directory was removed
+        cwd = os.sep + "\0"  # under no path
+    lib = _library_of(path, cwd)
     return lib if lib is not None else _USER
 
 

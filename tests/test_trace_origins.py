@@ -205,3 +205,15 @@ def test_explicit_code_names_the_library_and_reproduces_it(tiny_plain, tmp_path)
     assert "# tinyinit Block.init_weights" in source
     result = codegen.verify_source(program, source, target.build)
     assert result.ok, result.mismatches
+
+
+def test_site_packages_inside_the_stdlib_folder_is_not_stdlib():
+    """A non-venv Python (/usr/local/lib/python3.11/site-packages) keeps libraries visible."""
+    import os
+    import sysconfig
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    reset_file_cache()
+    assert _classify_file(os.path.join(stdlib, "os.py")) == "stdlib"
+    assert _classify_file(os.path.join(stdlib, "site-packages", "nolib", "x.py")) != "stdlib"
+    reset_file_cache()
