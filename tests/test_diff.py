@@ -236,6 +236,8 @@ def test_extra_draw_in_init_shifts_the_rest(tmp_path):
             "numel": 3,
             "site": "net.py:9",
             "scope": None,
+            "library": None,  # the user's own draw: no library made it
+            "function": None,
         }
     ]
     text = run_cli("diff", str(old), str(orphan), env={"COLUMNS": "200"}).stdout
