@@ -484,7 +484,7 @@ Examples:
   initaudit diff snapshots/mlp/                 # every version in the folder, consecutive pairs
 
 Statuses: identical, recipe-drift, implementation-drift, kernel-drift, stream-shift,
-shape-drift, dtype-drift, added, removed. The root cause is the first tensor (or thrown-away
+shape-drift, dtype-drift, added, removed, renamed. The root cause is the first tensor (or thrown-away
 draw) in RNG order whose own init diverged.
 Exit codes: 0 identical, 1 drift, 2 usage or input error.
 """
@@ -528,6 +528,16 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: float | None) 
     return value
 
 
+def allow_renames_option(fn: Any) -> Any:
+    """``--allow-renames``: tensors that were only renamed are not drift."""
+    return click.option(
+        "--allow-renames",
+        is_flag=True,
+        help="Tensors only renamed (bitwise identical, same shape and RNG state, another "
+        "name) count as identical: exit 0 for a refactor that renames and changes nothing else.",
+    )(fn)
+
+
 def tolerance_options(fn: Any) -> Any:
     """``--atol`` and ``--rtol``."""
     for opt in reversed(
@@ -555,6 +565,7 @@ def tolerance_options(fn: Any) -> Any:
 @main.command(epilog=_EPILOG_DIFF)
 @click.argument("snapshots", nargs=-1, required=True, metavar="BEFORE.json AFTER.json | DIR")
 @tolerance_options
+@allow_renames_option
 @click.option(
     "--verify",
     is_flag=True,
@@ -567,6 +578,7 @@ def diff(
     snapshots: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
+    allow_renames: bool,
     verify: bool,
     fmt: str,
     report_out: Path | None,
@@ -606,7 +618,9 @@ def diff(
             if snap.has_values():
                 for _ in snapshot_mod.verify_values(snap):
                     pass
-    report = diff_mod.diff_snapshots(before, after, atol=atol, rtol=rtol)
+    report = diff_mod.diff_snapshots(
+        before, after, atol=atol, rtol=rtol, allow_renames=allow_renames
+    )
     if fmt == "html":
         from . import render_html
 
@@ -644,6 +658,7 @@ Exit codes: 0 matches (or --update wrote it), 1 drift, 2 usage or input error.
 )
 @snapshot_dir_option("Where committed snapshots live (<dir>/<model>/*.json).")
 @tolerance_options
+@allow_renames_option
 @example_input_option
 @format_option("text", "json", "markdown", "github")
 def check(
@@ -658,6 +673,7 @@ def check(
     snapshot_dir: Path,
     atol: float | None,
     rtol: float | None,
+    allow_renames: bool,
     example_input: str | None,
     fmt: str,
 ) -> None:
@@ -695,7 +711,13 @@ def check(
         sys.exit(project.exit_code)
     _, fresh = freeze_target(target, args, seed, device, dtype, quiet, example_input)
     result = check_mod.check_snapshot(
-        fresh, against=against, snapshot_dir=snapshot_dir, update=update, atol=atol, rtol=rtol
+        fresh,
+        against=against,
+        snapshot_dir=snapshot_dir,
+        update=update,
+        atol=atol,
+        rtol=rtol,
+        allow_renames=allow_renames,
     )
     if result.report is not None:
         print_diff(result.report, fmt)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import TargetError, UsageError
-from .recipes import INIT_FUNCTIONS
+from .recipes import INIT_FUNCTIONS, library_text
 from .snapshot import Snapshot, build_manifest, tensor_hash
 from .target import Target, is_lazy, materialize_lazy, parse_shape
 from .trace import Trace, signature_of, trace_build
@@ -46,6 +46,7 @@ KINDS = (
     "tied",
     "suspicious",
     "lazy",
+    "loaded",
 )
 
 # Ops whose output holds exactly the values of their input (no arithmetic on them).
@@ -105,7 +106,7 @@ class TensorRow:
     module: str
     shape: list[int]
     dtype: str
-    origin: str  # default | user | uninitialized | unknown
+    origin: str  # default | library | user | uninitialized | unknown
     source: str  # readable origin: "user examples/highway.py:27", "default (Linear.reset_…)"
     site: str | None
     scope: str | None
@@ -124,6 +125,8 @@ class TensorRow:
     later_partial: list[str] = field(default_factory=list)  # sites of partial writes after init
     overwrote: list[str] = field(default_factory=list)  # readable inits replaced by the final one
     overwrote_default: bool = False  # one of them was torch's implicit default
+    #: The library code that set the value: ``{name, version, function, site}``, or None.
+    library: dict[str, Any] | None = None
 
     @property
     def check(self) -> str:
@@ -149,6 +152,7 @@ class TensorRow:
             "source": self.source,
             "site": self.site,
             "scope": self.scope,
+            "library": self.library,
             "init": self.init,
             "call": self.call,
             "args": self.args,
@@ -459,14 +463,35 @@ def _final_init(events: list[dict[str, Any]], numel: int) -> tuple[str, dict[str
     return last["origin"], last
 
 
-def _source(origin: str, site: str | None, scope: str | None, alloc_site: str | None) -> str:
+def _source(
+    origin: str,
+    site: str | None,
+    scope: str | None,
+    alloc_site: str | None,
+    library: dict[str, Any] | None = None,
+) -> str:
     if origin == "default":
         return f"default ({scope})" if scope else "default"
+    if origin == "library" and library:
+        return library_text(library)
     if origin == "user":
         return f"user {site}" if site else "user"
     if origin == "uninitialized":
         return f"uninitialized (allocated at {alloc_site})" if alloc_site else "uninitialized"
     return origin
+
+
+def _event_library(ev: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The library block of the event that set a value (its version from the entry's block)."""
+    if not ev.get("library"):
+        return None
+    known = entry.get("library") or {}
+    return {
+        "name": ev["library"],
+        "version": known.get("version") if known.get("name") == ev["library"] else None,
+        "function": ev.get("function"),
+        "site": ev.get("lib_site"),
+    }
 
 
 def tensor_row(entry: dict[str, Any]) -> TensorRow:
@@ -477,10 +502,13 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         origin, ev = _final_init(events, numel)
     else:  # a digest-only entry without events: trust the manifest
         origin, ev = entry["origin"], None
+    if entry.get("origin") == "loaded":
+        origin = "loaded"  # the checkpoint's bytes, whatever copied them in
     alloc = next((e for e in events if e["kind"] == "alloc"), None)
     if ev is not None:
         call, args = ev["call"], dict(ev.get("args") or {})
         site, scope = ev.get("site"), ev.get("scope")
+        library = _event_library(ev, entry)
         text = (
             "external data (torch.tensor / from_numpy / a global tensor)"
             if ev["kind"] == "external"
@@ -491,6 +519,7 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         call, args = init.get("call"), dict(init.get("args") or {})
         site, scope = entry.get("site"), entry.get("scope")
         text = init.get("text") if init else None
+        library = entry.get("library")
     row = TensorRow(
         name=entry["name"],
         order=entry.get("order", 0),
@@ -499,7 +528,11 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         shape=list(entry["shape"]),
         dtype=entry["dtype"],
         origin=origin,
-        source=_source(origin, site, scope, alloc.get("site") if alloc else None),
+        source=(
+            f"loaded from {entry['loaded']['file']}"
+            if origin == "loaded" and entry.get("loaded")
+            else _source(origin, site, scope, alloc.get("site") if alloc else None, library)
+        ),
         site=site,
         scope=scope,
         init=text,
@@ -510,6 +543,7 @@ def tensor_row(entry: dict[str, Any]) -> TensorRow:
         stats=entry["stats"],
         hash=entry["hash"],
         aliases=list(entry.get("aliases") or []),
+        library=library,
     )
     if ev is None:
         return row
@@ -557,6 +591,11 @@ def _leaf(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+def _lib_where(row: TensorRow) -> str:
+    lib = row.library or {}
+    return " ".join(str(p) for p in (lib.get("function"), lib.get("site")) if p) or "?"
+
+
 def _kept_default(rows: list[TensorRow], require_explicit: bool) -> list[Finding]:
     params = [r for r in rows if r.kind == "parameter"]
     kept = [r for r in params if r.origin == "default"]
@@ -572,13 +611,19 @@ def _kept_default(rows: list[TensorRow], require_explicit: bool) -> list[Finding
     for r in params:
         by_role.setdefault((r.module, _leaf(r.name)), []).append(r)
     for (module, leaf), group in by_role.items():
-        users = [r for r in group if r.origin == "user"]
+        users = [r for r in group if r.origin in ("user", "library")]
         defaults = [r for r in group if r.origin == "default"]
         if users and defaults:
-            sites = sorted({r.site for r in users if r.site})
+            libs = sorted({r.library["name"] for r in users if r.origin == "library" and r.library})
+            if all(r.origin == "library" for r in users) and libs:
+                who = f"{', '.join(libs)} code"
+                sites = sorted({_lib_where(r) for r in users})
+            else:
+                who = "user code"
+                sites = sorted({r.site for r in users if r.origin == "user" and r.site})
             missed.append(
                 f"{module}.{leaf}: {len(defaults)} of {len(group)} kept the default "
-                f"({_brief(_names(defaults), 3)}) while user code set the others"
+                f"({_brief(_names(defaults), 3)}) while {who} set the others"
                 + (f" at {', '.join(sites[:2])}" if sites else "")
             )
     message = (
@@ -721,7 +766,7 @@ def _nondeterministic(
         external = [
             r.name
             for r in rows
-            if r.origin == "user" and r.init and r.init.startswith("external data")
+            if r.origin in ("user", "library") and r.init and r.init.startswith("external data")
         ]
         if rerun is not None:
             if differing or missing:
@@ -842,6 +887,33 @@ def _events_of(manifest: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def _row(rows: list[TensorRow], name: str) -> TensorRow | None:
     return next((r for r in rows if r.name == name), None)
+
+
+def _loaded(rows: list[TensorRow]) -> list[Finding]:
+    """With a checkpoint loaded: which tensors came from it, and which the build initialized."""
+    loaded = [r for r in rows if r.origin == "loaded"]
+    if not loaded:
+        return []
+    fresh = [r for r in rows if r.origin not in ("loaded",)]
+    files = sorted({r.source.removeprefix("loaded from ") for r in loaded})
+    listed = [f"{r.name} ({r.init or '?'}, {r.source})" for r in fresh]
+    message = (
+        f"{_n(len(loaded), 'tensor')} loaded bit for bit from {', '.join(files)}; "
+        f"{_n(len(fresh), 'tensor')} newly initialized by the build"
+        + (": " + "; ".join(listed[:12]) + (" …" if len(listed) > 12 else "") if listed else "")
+        + "."
+    )
+    return [
+        Finding(
+            kind="loaded",
+            severity="info",
+            tensors=_names(fresh),
+            message=message,
+            advice="Only the newly initialized tensors depend on init code (and drift with it); "
+            "pin them with a snapshot, and the checkpoint with its sha256.",
+            details={"loaded": _names(loaded), "files": files},
+        )
+    ]
 
 
 def _tied(rows: list[TensorRow], trace: Trace | None) -> list[Finding]:
@@ -1035,6 +1107,7 @@ def audit(
     findings += _kept_default(rows, require_explicit)
     findings += _overwritten(rows, manifest)
     findings += _tied(rows, trace)
+    findings += _loaded(rows)
     findings.sort(key=lambda f: (f.severity != "error", KINDS.index(f.kind)))
     rerun_info: dict[str, Any] = {"ran": rerun is not None}
     if rerun is not None:

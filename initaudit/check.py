@@ -97,6 +97,7 @@ def check_snapshot(
     update: bool = False,
     atol: float | None = None,
     rtol: float | None = None,
+    allow_renames: bool = False,
 ) -> CheckResult:
     """Diff a fresh in-memory snapshot against the committed one; with ``update``, write it."""
     snapshot_dir = Path(snapshot_dir)
@@ -119,7 +120,9 @@ def check_snapshot(
         out = path if against is not None else default_path(fresh.manifest, snapshot_dir)
         write(fresh, out, force=True)
         return CheckResult(fresh=fresh, against=path, report=None, written=out, repaired=broken)
-    report = diff_snapshots(committed, fresh, atol=atol, rtol=rtol)
+    report = diff_snapshots(
+        committed, fresh, atol=atol, rtol=rtol, allow_renames=allow_renames
+    )
     result = CheckResult(fresh=fresh, against=path, report=report)
     if report.drift and update:
         out = path if against is not None else default_path(fresh.manifest, snapshot_dir)

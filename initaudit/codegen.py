@@ -456,7 +456,7 @@ def _explainable(program: Program, kept: list[Step], residual: set[int]) -> None
                 f"{label}: drawn from a private torch.Generator the generated code cannot see"
             )
             continue
-        externals = [ev for ev in events if ev.kind == "external" and ev.origin == "user"]
+        externals = [ev for ev in events if ev.kind == "external" and ev.origin in ("user", "library")]
         if externals and (tr.drew_from.get("numpy") or tr.drew_from.get("python")):
             src = "NumPy's" if tr.drew_from.get("numpy") else "Python's"
             where = externals[0].site or "?"
@@ -819,10 +819,15 @@ _DERIVED = ("fan", "fan_in", "fan_out", "gain", "std", "bound")
 
 def _origin_text(ev: Event, line_only: bool = False) -> str:
     site = _short_site(ev.site) if ev.site else "?"
+    lib = f"{ev.library} {ev.function}" if ev.origin == "library" and ev.library else None
     if line_only:  # inside the user's own file: no line numbers (they move with the edit)
-        return f"torch default {ev.scope}" if ev.origin == "default" else "from the code above"
+        if ev.origin == "default":
+            return f"torch default {ev.scope}"
+        return lib or "from the code above"
     if ev.origin == "default":
         return f"torch default {ev.scope or ''} (built at {site})".replace("  ", " ")
+    if lib:
+        return f"{lib} (built at {site})"
     return f"user code at {site}"
 
 

@@ -6,7 +6,10 @@ identical snapshots never touches the values files. The *root cause* is the firs
 order whose own initialization diverged: a tensor (its recipe, implementation, kernel, shape or
 dtype changed, it was added or removed, or it now draws a different amount of random numbers),
 or a thrown-away draw that appeared or disappeared; ``stream-shift`` tensors after it are the
-ones it shifted.
+ones it shifted. The root cause also names the code that changed behind it: the library whose
+version changed (``transformers 4.57.6 → 5.0.0``, from the provenance's ``libraries``) or the
+user's source file whose digest changed. A tensor only in A and one only in B that are bitwise
+identical (same shape, dtype and RNG state) are one ``renamed`` tensor.
 
 What counts as the *recipe* of a tensor: the sequence of readable init calls that set its value
 (``kaiming_uniform_``, ``uniform_``, ``fill_``, …) with their explicit arguments. Where a call
@@ -45,6 +48,7 @@ STATUSES: tuple[str, ...] = (
     "dtype-drift",
     "added",
     "removed",
+    "renamed",
     "identical",
 )
 #: Statuses that mean a tensor's own initialization diverged (root-cause candidates).
@@ -83,6 +87,7 @@ class TensorDiff:
     draws_changed: bool = False  # it consumes a different amount of random numbers
     recipe_changed: bool = False
     within_tolerance: bool = False
+    renamed_from: str | None = None  # status "renamed": the tensor's name in snapshot A
     shifted_by: str | None = None
     error: dict[str, Any] | None = None  # numeric error, when both values were read
     stats: dict[str, Any] | None = None  # statistics before/after, when only digests exist
@@ -103,6 +108,8 @@ class DrawChange:
     numel: int
     site: str | None
     scope: str | None
+    library: str | None = None  # the distribution whose code made (or built the module of) it
+    function: str | None = None
 
     @property
     def label(self) -> str:
@@ -118,6 +125,8 @@ class DrawChange:
             "numel": self.numel,
             "site": self.site,
             "scope": self.scope,
+            "library": self.library,
+            "function": self.function,
         }
 
 
@@ -131,6 +140,10 @@ class RootCause:
     reason: str
     site: str | None
     shifted: list[str]
+    #: The library that set the tensor, when its version changed: {name, function, before, after}.
+    library: dict[str, Any] | None = None
+    #: The user's source file that changed between the snapshots: {path, before, after}.
+    source: dict[str, Any] | None = None
 
 
 @dataclass
@@ -148,6 +161,8 @@ class DiffReport:
     rtol: float | None = None
     values_compared: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Whether tensors that were only renamed count as no drift (``--allow-renames``).
+    allow_renames: bool = False
 
     @property
     def tolerance_used(self) -> bool:
@@ -157,8 +172,9 @@ class DiffReport:
     @property
     def drift(self) -> bool:
         """Whether anything differs: a tensor, a thrown-away draw, or the RNG state left behind."""
+        clean = ("identical", "renamed") if self.allow_renames else ("identical",)
         return (
-            any(t.status != "identical" for t in self.tensors)
+            any(t.status not in clean for t in self.tensors)
             or bool(self.draw_changes)
             or bool(self.rng)
         )
@@ -490,9 +506,35 @@ def _target_text(s: Snapshot) -> str:
     return text
 
 
-def environment_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The environment keys that changed, ``{key: {"before": …, "after": …}}`` (via deepdiff)."""
+#: Provenance blocks of ``{name: value}`` compared name by name (and only when both have them).
+_CODE_KEYS = ("libraries", "sources")
+
+
+def environment_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The environment keys that changed, ``{key: {"before": …, "after": …}}`` (via deepdiff).
+
+    ``libraries`` and ``sources`` are grouped: ``{"libraries": {name: {before, after}}}``. A
+    snapshot frozen before initaudit recorded them has neither: nothing is compared then.
+    """
     if a == b:  # the common case; deepdiff's import alone costs ~0.4 s
+        return {}
+    out: dict[str, Any] = {}
+    for key in _CODE_KEYS:
+        ca, cb = a.get(key), b.get(key)
+        if isinstance(ca, dict) and isinstance(cb, dict) and ca != cb:
+            out[key] = {
+                name: {"before": ca.get(name), "after": cb.get(name)}
+                for name in sorted(set(ca) | set(cb))
+                if ca.get(name) != cb.get(name)
+            }
+    a = {k: v for k, v in a.items() if k not in _CODE_KEYS}
+    b = {k: v for k, v in b.items() if k not in _CODE_KEYS}
+    out.update(_flat_changes(a, b))
+    return dict(sorted(out.items()))
+
+
+def _flat_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if a == b:
         return {}
     from deepdiff import DeepDiff
 
@@ -615,6 +657,8 @@ def diff_snapshots(
     b: Snapshot,
     atol: float | None = None,
     rtol: float | None = None,
+    *,
+    allow_renames: bool = False,
 ) -> DiffReport:
     """Compare snapshot ``a`` (before) with ``b`` (after): statuses, root cause, environment."""
     same_target(a, b)
@@ -693,6 +737,7 @@ def diff_snapshots(
                 draws_changed=bool(inits_a[name].draws),
             )
 
+    renamed_old = _match_renames(diffs)
     notes: list[str] = []
     values_compared = _compare_values(a, b, diffs, atol, rtol, notes)
 
@@ -707,7 +752,7 @@ def diff_snapshots(
         [(inits_b.position(n), ("tensor", n)) for n in entries_b]
         + [(int(ev.get("seq", 0)), key) for key, ev in orphans_b]
     )
-    keys_a = [k for _, k in items_a]
+    keys_a = [k for _, k in items_a if not (k[0] == "tensor" and k[1] in renamed_old)]
     keys_b = [k for _, k in items_b]
     order = _merge(keys_a, keys_b)
 
@@ -747,6 +792,7 @@ def diff_snapshots(
                         site=td.entry.get("site"),
                         shifted=shifted,
                     )
+                    root.library, root.source = _code_change(a, b, td)
         elif key in draw_changes:
             dc = draw_changes[key]
             if root is None:
@@ -761,6 +807,8 @@ def diff_snapshots(
                     site=dc.site,
                     shifted=shifted,
                 )
+                if dc.library:
+                    root.library = _version_change(a, b, dc.library, dc.function)
             last_cause = dc.site or dc.label
 
     rng = _rng_changes(a, b)
@@ -776,6 +824,7 @@ def diff_snapshots(
         rtol=rtol,
         values_compared=values_compared,
         notes=notes,
+        allow_renames=allow_renames,
     )
     if not report.drift:
         # nothing drifted, so nothing has a root cause: a tensor whose draws changed while
@@ -791,6 +840,99 @@ def diff_snapshots(
     return report
 
 
+def _rename_key(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """What a renamed tensor keeps: its bytes, shape, dtype and the RNG state it drew from."""
+    return (entry["hash"], tuple(entry["shape"]), entry["dtype"], entry.get("rng_before"))
+
+
+def _match_renames(diffs: dict[str, TensorDiff]) -> set[str]:
+    """Pair removed and added tensors that are bitwise identical into ``renamed``; A's names.
+
+    A pair has the same hash, shape and dtype and starts from the same RNG state; several
+    candidates of one kind (zero biases) pair up in build order.
+    """
+    added: dict[tuple[Any, ...], list[TensorDiff]] = defaultdict(list)
+    for td in diffs.values():
+        if td.status == "added":
+            added[_rename_key(td.after or {})].append(td)
+    if not added:
+        return set()
+    old_names: set[str] = set()
+    by_order = sorted(
+        (td for td in diffs.values() if td.status == "removed"),
+        key=lambda t: int((t.before or {}).get("order", 0)),
+    )
+    for td in list(added.values()):
+        td.sort(key=lambda t: int((t.after or {}).get("order", 0)))
+    for old in by_order:
+        candidates = added.get(_rename_key(old.before or {}))
+        if not candidates:
+            continue
+        new = candidates.pop(0)
+        new.status = "renamed"
+        new.renamed_from = old.name
+        new.before = old.before
+        new.own_change = False
+        new.draws_changed = False
+        new.reason = f"renamed from {old.name} (same bytes, shape, dtype and RNG state)"
+        old_names.add(old.name)
+        del diffs[old.name]
+    return old_names
+
+
+def _library_of_entry(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The library block of an entry, or one made from its last library event."""
+    if entry is None:
+        return None
+    if entry.get("library"):
+        return entry["library"]
+    for ev in reversed(entry.get("events") or []):
+        if ev.get("library"):
+            return {"name": ev["library"], "function": ev.get("function"), "site": ev.get("lib_site")}
+    return None
+
+
+def _version_change(
+    a: Snapshot, b: Snapshot, name: str, function: str | None
+) -> dict[str, Any] | None:
+    """``{name, function, before, after}`` when distribution ``name`` changed version."""
+    libs_a, libs_b = a.environment.get("libraries"), b.environment.get("libraries")
+    if libs_a is None or libs_b is None:
+        return None  # a snapshot from before initaudit recorded libraries: unknown
+    va, vb = libs_a.get(name), libs_b.get(name)
+    if va == vb:
+        return None
+    return {"name": name, "function": function, "before": va, "after": vb}
+
+
+def _code_change(
+    a: Snapshot, b: Snapshot, td: TensorDiff
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Which code changed behind a root-cause tensor: its library's version, or the user's source.
+
+    Returns ``(library, source)``: ``library`` is ``{name, function, before, after}`` when the
+    distribution whose code set the tensor (in either snapshot) changed version between the
+    snapshots' provenance; otherwise ``source`` is ``{path, before, after}`` for the user file
+    that changed (the tensor's own site first).
+    """
+    for entry in (td.after, td.before):
+        lib = _library_of_entry(entry)
+        if lib is not None:
+            change = _version_change(a, b, lib["name"], lib.get("function"))
+            if change is not None:
+                return change, None
+    src_a, src_b = a.environment.get("sources"), b.environment.get("sources")
+    if src_a is None or src_b is None:
+        return None, None
+    changed = [p for p in sorted(set(src_a) & set(src_b)) if src_a[p] != src_b[p]]
+    if not changed:
+        return None, None
+    site = td.entry.get("site") or ""
+    own = [p for p in changed if site.rpartition(":")[0] == p]
+    path = (own or changed)[0]
+    return None, {"path": path, "before": src_a[path], "after": src_b[path]}
+
+
 def _draw_change(change: str, ev: dict[str, Any]) -> DrawChange:
     return DrawChange(
         change=change,
@@ -799,6 +941,8 @@ def _draw_change(change: str, ev: dict[str, Any]) -> DrawChange:
         numel=int(ev.get("numel", 0)),
         site=ev.get("site"),
         scope=ev.get("scope"),
+        library=ev.get("library"),
+        function=ev.get("function"),
     )
 
 
@@ -843,7 +987,7 @@ def _compare_values(
         for n, td in diffs.items()
         if td.before is not None
         and td.after is not None
-        and td.status != "identical"
+        and td.status not in ("identical", "renamed")
         and td.before["shape"] == td.after["shape"]
         and td.before["dtype"] == td.after["dtype"]
     ]
@@ -928,6 +1072,7 @@ def tensor_to_json(td: TensorDiff) -> dict[str, Any]:
         "own_change": td.own_change,
         "shifted_by": td.shifted_by,
         "within_tolerance": td.within_tolerance,
+        "renamed_from": td.renamed_from,
         "error": td.error,
         "stats": td.stats,
     }
@@ -955,6 +1100,7 @@ def report_to_json(report: DiffReport) -> dict[str, Any]:
                 else None
             ),
             "values_compared": report.values_compared,
+            "allow_renames": report.allow_renames,
             "root_cause": rc.name if rc else None,
             "root_cause_detail": (
                 {
@@ -964,6 +1110,8 @@ def report_to_json(report: DiffReport) -> dict[str, Any]:
                     "reason": rc.reason,
                     "site": rc.site,
                     "shifted": rc.shifted,
+                    "library": rc.library,
+                    "source": rc.source,
                 }
                 if rc
                 else None

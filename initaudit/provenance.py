@@ -87,3 +87,30 @@ def portable_path(path: str) -> str:
         if entry and p.startswith(os.path.abspath(entry) + os.sep):
             return os.path.relpath(p, entry)
     return p
+
+
+def code_provenance(files: set[str], target_file: str | None = None) -> dict[str, Any]:
+    """``libraries`` {distribution: version} and ``sources`` {user file: sha256} of code that ran.
+
+    ``files`` are the source files seen on the stack of traced ops; the target's own file
+    counts too (its distribution when installed, its digest when it is the user's).
+    """
+    import hashlib
+
+    from .trace import _FILE_CLASS, Library, _classify_file
+
+    libraries: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+    for fname in sorted(set(files) | ({target_file} if target_file else set())):
+        cls = _FILE_CLASS.get(fname)
+        if cls is None:
+            cls = _FILE_CLASS[fname] = _classify_file(fname)
+        if isinstance(cls, Library):
+            libraries[cls.name] = cls.version
+        elif cls == "user":
+            try:
+                digest = hashlib.sha256(Path(fname).read_bytes()).hexdigest()
+            except OSError:
+                continue
+            sources[portable_path(fname)] = "sha256:" + digest
+    return {"libraries": dict(sorted(libraries.items())), "sources": sources}

@@ -81,6 +81,7 @@ def assert_init_matches(
     atol: float | None = None,
     rtol: float | None = None,
     example_input: tuple[int, ...] | None = None,
+    allow_renames: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Fail the current test unless ``target``'s seeded init matches its committed snapshot."""
@@ -100,6 +101,7 @@ def assert_init_matches(
             update=update,
             atol=atol,
             rtol=rtol,
+            allow_renames=allow_renames,
         )
     except InitAuditError as exc:
         error = exc

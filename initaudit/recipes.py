@@ -94,3 +94,9 @@ def format_value(v: Any) -> str:
             return f"√{round(sq)}"
         return f"{v:.6g}"
     return repr(v)
+
+
+def library_text(lib: dict[str, Any]) -> str:
+    """``transformers 5.0.0 · GPT2PreTrainedModel._init_weights · models/gpt2/modeling_gpt2.py:436``."""
+    head = f"{lib.get('name')} {lib['version']}" if lib.get("version") else str(lib.get("name"))
+    return " · ".join(str(p) for p in (head, lib.get("function"), lib.get("site")) if p)

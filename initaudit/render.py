@@ -184,10 +184,20 @@ def human_bytes(n: float) -> str:
 
 
 def origin_text(entry: dict[str, Any]) -> str:
-    """``default (Linear.reset_parameters)`` or ``user mlp.py:12``."""
+    """``default (Linear.reset_parameters)``, ``user mlp.py:12`` or the library that set it.
+
+    A library origin reads ``transformers 5.0.0 · GPT2PreTrainedModel._init_weights ·
+    models/gpt2/modeling_gpt2.py:436``.
+    """
+    from .recipes import library_text
+
     origin = entry["origin"]
     if origin == "default":
         return f"default ({entry['scope']})" if entry.get("scope") else "default"
+    if origin == "library" and entry.get("library"):
+        return library_text(entry["library"])
+    if origin == "loaded" and entry.get("loaded"):
+        return f"loaded from {entry['loaded']['file']}"
     if origin == "user":
         return f"user {entry['site']}" if entry.get("site") else "user"
     return origin
@@ -195,6 +205,8 @@ def origin_text(entry: dict[str, Any]) -> str:
 
 _ORIGIN_STYLE = {
     "default": "cyan",
+    "library": "blue",
+    "loaded": "dim",
     "user": "green",
     "uninitialized": "bold red",
     "unknown": "yellow",

@@ -16,6 +16,7 @@ from .trace import signature_of
 
 _ORIGIN_STYLE = {
     "default": "cyan",
+    "library": "blue",
     "user": "green",
     "uninitialized": "bold red",
     "unknown": "yellow",
@@ -66,6 +67,10 @@ def short_init(row: TensorRow) -> str:
 
 def short_source(row: TensorRow) -> str:
     """The origin in few characters: ``user highway.py:27``, ``default (reset_parameters)``."""
+    if row.origin == "library" and row.library:
+        lib = row.library
+        head = f"{lib['name']} {lib['version']}" if lib.get("version") else str(lib["name"])
+        return f"{head} {lib.get('function') or ''}".strip()
     if row.origin == "user" and row.site:
         return f"user {os.path.basename(row.site)}"
     if row.origin == "default" and row.scope:

@@ -23,6 +23,7 @@ STYLE = {
     "dtype-drift": "bold magenta",
     "added": "magenta",
     "removed": "magenta",
+    "renamed": "cyan",
 }
 _MAX_IDENTICAL_NAMES = 6
 _DIFF_COLUMNS = (
@@ -56,6 +57,11 @@ def detail(td: TensorDiff) -> str:
     if td.status == "stream-shift" and td.shifted_by:
         parts.append(f"shifted by {td.shifted_by}")
     return " · ".join(parts)
+
+
+def tensor_label(td: TensorDiff) -> str:
+    """The tensor's name; ``old → new`` for a renamed one."""
+    return f"{td.renamed_from} → {td.name}" if td.renamed_from else td.name
 
 
 def init_change(td: TensorDiff) -> str:
@@ -99,7 +105,9 @@ def verdict_line(report: DiffReport) -> str:
         tol = f" [tolerance atol={report.atol or 0:g} rtol={report.rtol or 0:g}: "
         tol += f"{within} tensor(s) equal only within it]"
     if not report.drift:
-        return f"IDENTICAL: all {n} tensors {'equal' if report.tolerance_used else 'bitwise identical'} · {head}{tol}"
+        renamed = len(report.by_status("renamed"))
+        also = f" ({renamed} renamed, allowed by --allow-renames)" if renamed else ""
+        return f"IDENTICAL: all {n} tensors {'equal' if report.tolerance_used else 'bitwise identical'}{also} · {head}{tol}"
     differ = [t for t in report.tensors if t.status != "identical"]
     counts = ", ".join(f"{v} {k}" for k, v in report.counts().items() if k != "identical")
     if differ:
@@ -117,6 +125,9 @@ def root_cause_line(report: DiffReport) -> str | None:
     name = render.safe(rc.name)
     what = name if rc.kind == "tensor" else f"thrown-away draw at {name}"
     text = f"root cause {what} ({rc.status}): {rc.reason}"
+    code = code_change_text(report)
+    if code:
+        text += f"; {code}"
     if rc.shifted:
         text += f"; {len(rc.shifted)} later tensor(s) shifted: {_names(rc.shifted)}"
     others = [t.name for t in report.tensors if t.own_change and t.name != rc.name]
@@ -131,14 +142,50 @@ def _names(names: list[str], limit: int = 8) -> str:
 
 
 def environment_lines(report: DiffReport) -> list[str]:
-    """``key: before → after`` per changed environment key."""
-    return [f"{k}: {v['before']} → {v['after']}" for k, v in report.environment.items()]
+    """``key: before → after`` per changed environment key (``transformers 4.57.6 → 5.0.0``)."""
+    return environment_change_lines(report.environment)
+
+
+def environment_change_lines(environment: dict[str, Any]) -> list[str]:
+    """The lines of :func:`environment_lines` for a diff's (or its JSON's) ``environment``."""
+    out = []
+    for k, v in environment.items():
+        if k == "libraries":
+            out += [
+                f"{name}: {c['before'] or 'not used'} → {c['after'] or 'not used'}"
+                for name, c in v.items()
+            ]
+        elif k == "sources":
+            for path, c in v.items():
+                what = "changed" if c["before"] and c["after"] else "added" if c["after"] else "removed"
+                out.append(f"your source {path} {what}")
+        elif isinstance(v, dict) and "before" in v:
+            out.append(f"{k}: {v['before']} → {v.get('after')}")
+        else:
+            out.append(f"{k}: {v}")
+    return out
+
+
+def code_change_text(report: DiffReport) -> str | None:
+    """Which code changed behind the root cause: ``transformers 4.57.6 → 5.0.0`` or a source."""
+    rc = report.root_cause
+    if rc is None:
+        return None
+    if rc.library:
+        lib = rc.library
+        fn = f" ({lib['function']})" if lib.get("function") else ""
+        verb = "set by" if rc.kind == "tensor" else "drawn in"
+        return f"{verb} {lib['name']}{fn}, {lib['name']} {lib['before']} → {lib['after']}"
+    if rc.source:
+        return f"your source {rc.source['path']} changed"
+    return None
 
 
 def rng_lines(report: DiffReport) -> list[str]:
     """Thrown-away draws that appeared or disappeared, and other RNG changes."""
     out = [
         f"thrown-away draw {d.change}: {d.call} ({d.numel} numbers) at {d.site or d.scope or '?'}"
+        + (f" (in {d.library} {d.function})" if d.library and d.function else "")
         for d in report.draw_changes
     ]
     if "torch_after" in report.rng:
@@ -192,7 +239,7 @@ def diff_text(report: DiffReport, console: Console | None = None) -> None:
                 rows.append(
                     [
                         badge,
-                        _cell(t.name),
+                        _cell(tensor_label(t)),
                         _cell(_shape(t)),
                         _cell(init_change(t)),
                         _line(detail(t) or t.reason),
@@ -258,7 +305,7 @@ def diff_markdown(report: DiffReport) -> str:
                 if t.status == status:
                     cell = render.safe(detail(t) or t.reason, render.MAX_LINE).replace("|", "\\|")
                     init = render.safe(init_change(t)).replace("|", "\\|")
-                    name, shape = render.safe(t.name), render.safe(_shape(t))
+                    name, shape = render.safe(tensor_label(t)), render.safe(_shape(t))
                     lines.append(f"| **{t.status}** | `{name}` | {shape} | `{init}` | {cell} |")
         n_id = sum(t.status == "identical" and not t.within_tolerance for t in report.tensors)
         if n_id:

@@ -53,13 +53,9 @@ def tensor_rows(result: MatrixResult) -> list[tuple[str, str, list[str]]]:
 
 def env_changes(data: dict[str, Any]) -> list[str]:
     """``key: before → after`` for each environment key a pair's diff reports as changed."""
-    out = []
-    for key, change in (data.get("environment") or {}).items():
-        if isinstance(change, dict) and "before" in change:
-            out.append(f"{key}: {change.get('before')} → {change.get('after')}")
-        else:
-            out.append(f"{key}: {change}")
-    return out
+    from .render_diff import environment_change_lines
+
+    return environment_change_lines(data.get("environment") or {})
 
 
 def pair_summary(pair: PairResult) -> str:

@@ -248,6 +248,20 @@ def _init_of(events: list[Any]) -> tuple[str, Any | None]:
     return last.origin, last
 
 
+def _library_entry(ev: Any | None) -> dict[str, Any] | None:
+    """``{name, version, function, site}`` of the library code that set a value, or None."""
+    if ev is None or getattr(ev, "library", None) is None:
+        return None
+    from .trace import library_version
+
+    return {
+        "name": ev.library,
+        "version": library_version(ev.library),
+        "function": ev.function,
+        "site": ev.lib_site,
+    }
+
+
 def tensor_entry(
     tt: TensorTrace,
     model: torch.nn.Module,
@@ -288,6 +302,7 @@ def tensor_entry(
             if init_ev
             else None
         ),
+        "library": _library_entry(init_ev),
         "rng_before": random_events[0].rng_before if random_events else None,
         "rng": sorted({e.rng for e in random_events}) or None,
         "draws": sum(e.numel for e in random_events),
@@ -296,6 +311,28 @@ def tensor_entry(
     if with_events:
         entry["events"] = [_event_json(e) for e in events]
     return entry
+
+
+def _from_outside(entry: dict[str, Any]) -> bool:
+    """Whether a tensor's value came from outside the traced ops (no events, or external data
+    copied in last: ``set_``/``copy_`` from a tensor no traced op made)."""
+    events = [e for e in entry.get("events") or [] if e["kind"] != "alloc"]
+    if not events:
+        return entry["origin"] == "unknown"
+    return events[-1]["kind"] in ("copy", "external") and any(
+        e["kind"] == "external" for e in events
+    )
+
+
+def _mark_loaded(model: Any, entries: list[dict[str, Any]]) -> None:
+    """Origin ``loaded`` (and ``loaded: {file, key}``) for untraced tensors a checkpoint holds."""
+    from .loaded import loaded_tensors
+
+    untraced = [e for e in entries if _from_outside(e)]
+    for name, where in loaded_tensors(model, untraced).items():
+        entry = next(e for e in untraced if e["name"] == name)
+        entry["origin"] = "loaded"
+        entry["loaded"] = where
 
 
 def build_manifest(
@@ -341,6 +378,7 @@ def build_manifest(
             if on_tensor is not None:
                 nbytes += tt.tensor.numel() * tt.tensor.element_size()
                 on_tensor(i + 1, total, nbytes)
+    _mark_loaded(trace.model, entries)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -349,7 +387,10 @@ def build_manifest(
             **target.identity(),
         },
         "seed": seed,
-        "provenance": provenance.capture(device, dtype),
+        "provenance": {
+            **provenance.capture(device, dtype),
+            **provenance.code_provenance(trace.files, target.source_file),
+        },
         "rng": {
             "torch_after": trace.rng_after,
             "drew_from_python_random": trace.drew_from.get("python", False),

@@ -295,7 +295,7 @@ def _emit_call(tracer: Any, name: str, tensor: torch.Tensor, arguments: dict[str
     from .trace import Event, _callsite, _jsonable
 
     rec = tracer._lookup(tensor) or tracer._adopt(tensor)
-    cs = _callsite(sys._getframe(2))
+    cs = _callsite(sys._getframe(2), tensor, getattr(tracer, "files", None))
     tracer._call_id += 1
     args = {k: _jsonable(v) for k, v in arguments.items() if k != "tensor"}
     if args.get("generator") is None:
@@ -315,6 +315,9 @@ def _emit_call(tracer: Any, name: str, tensor: torch.Tensor, arguments: dict[str
         rng="global" if gen is None else "private",
         numel=numel,
         partial=numel * tensor.element_size() < rec.nbytes,
+        library=cs.library,
+        function=cs.function,
+        lib_site=cs.lib_site,
     )
     rec.events.append(ev)
     tracer.events.append(ev)

@@ -88,7 +88,7 @@ class Event:
     call: str
     args: dict[str, Any]
     call_id: int
-    origin: str  # "default" | "user"
+    origin: str  # "default" | "library" | "user"
     site: str | None  # file:line of the user frame
     scope: str | None  # e.g. "Linear.reset_parameters" for torch defaults
     kind: str  # "alloc" | "create" | "write" | "copy" | "external"
@@ -96,6 +96,12 @@ class Event:
     rng_before: str | None = None
     numel: int = 0
     partial: bool = False
+    #: The distribution whose code set the value (``transformers``), when one did.
+    library: str | None = None
+    #: The library function that set it (``GPT2PreTrainedModel._init_weights``).
+    function: str | None = None
+    #: ``file:line`` of that function's frame, inside the distribution.
+    lib_site: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """This event as a JSON-compatible dict."""
@@ -116,6 +122,10 @@ class Event:
             out["rng_before"] = self.rng_before
         if self.partial:
             out["partial"] = True
+        if self.library is not None:
+            out["library"] = self.library
+            out["function"] = self.function
+            out["lib_site"] = self.lib_site
         return out
 
 
@@ -182,6 +192,8 @@ class Trace:
     rng_after: str
     drew_from: dict[str, bool]
     private_generators: bool
+    #: Every source file whose code ran on the stack of a traced op (library and user files).
+    files: set[str] = field(default_factory=set)
 
     def orphan_draws(self) -> list[Event]:
         """Random events whose results reached no final tensor (draws thrown away)."""
@@ -231,11 +243,13 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, torch.Generator):
         return "<generator>"
+    if isinstance(value, (torch.UntypedStorage, torch.TypedStorage)):
+        return f"<storage {value.nbytes()} bytes>"  # its repr lists every byte
     return repr(value)
 
 
 class _CallSite:
-    __slots__ = ("args", "call", "frame", "origin", "scope", "site")
+    __slots__ = ("args", "call", "frame", "function", "lib_site", "library", "origin", "scope", "site")
 
     def __init__(self) -> None:
         self.call: str | None = None
@@ -244,23 +258,174 @@ class _CallSite:
         self.origin = "user"
         self.site: str | None = None
         self.scope: str | None = None
+        self.library: str | None = None
+        self.function: str | None = None
+        self.lib_site: str | None = None
 
 
-def _classify_file(filename: str) -> str:
+@dataclass(frozen=True)
+class Library:
+    """The installed distribution that owns a source file, and the file's path inside it."""
+
+    name: str
+    version: str | None
+    path: str  # inside the distribution's package: ``models/gpt2/modeling_gpt2.py``
+
+
+_TORCH, _SELF, _STDLIB, _USER = "torch", "self", "stdlib", "user"
+_SITE_DIRS = frozenset({"site-packages", "dist-packages"})
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+@functools.cache
+def _top_levels(entry: str) -> dict[str, Any]:
+    """Top-level import names → the (non-editable) distribution installed in one sys.path entry."""
+    import importlib.metadata as md
+
+    out: dict[str, Any] = {}
+    try:
+        dists = list(md.distributions(path=[entry]))
+    except OSError:  # pragma: no cover - unreadable folder
+        return out
+    for dist in dists:
+        if _editable_source(dist) is not None:
+            continue  # its files live elsewhere (see _editable_owner)
+        names = (dist.read_text("top_level.txt") or "").split()
+        if not names:
+            names = [
+                f.parts[0].removesuffix(".py")
+                for f in (dist.files or ())
+                if f.parts and not f.parts[0].endswith((".dist-info", ".egg-info", ".pth"))
+                and f.parts[0] != ".."
+            ]
+        for name in names:
+            out.setdefault(name, dist)
+    return out
+
+
+def _editable_source(dist: Any) -> str | None:
+    """The source folder of an editable install (PEP 610 ``direct_url.json``), else None."""
+    import json
+    from urllib.parse import unquote, urlparse
+
+    raw = dist.read_text("direct_url.json")
+    if not raw:
+        return None
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return None
+    if not (info.get("dir_info") or {}).get("editable"):
+        return None
+    url = urlparse(info.get("url", ""))
+    return os.path.realpath(unquote(url.path)) if url.scheme == "file" else None
+
+
+@functools.cache
+def _editables() -> tuple[tuple[str, Any], ...]:
+    """``(source folder, distribution)`` of every editable install on sys.path, longest first."""
+    import importlib.metadata as md
+
+    out = []
+    for dist in md.distributions():
+        src = _editable_source(dist)
+        if src is not None:
+            out.append((src, dist))
+    return tuple(sorted(out, key=lambda x: -len(x[0])))
+
+
+def _dist_name(dist: Any) -> str:
+    return str(dist.metadata["Name"] or "?")
+
+
+def _library_of(path: str, cwd: str) -> Library | None:
+    """The distribution owning ``path``, unless it is the user's (under ``cwd``, editable)."""
+    best = ""
+    for entry in sys.path:
+        root = os.path.realpath(entry or os.curdir)
+        if len(root) > len(best) and _under(path, root) and path != root:
+            best = root
+    in_project = _under(path, cwd) and not _SITE_DIRS.intersection(path.split(os.sep))
+    if best and not in_project:  # the project's own tree on sys.path (an egg-link, src/) is the user's
+        rel = os.path.relpath(path, best)
+        parts = rel.split(os.sep)
+        dist = _top_levels(best).get(parts[0].removesuffix(".py"))
+        if dist is not None:
+            inner = os.sep.join(parts[1:]) if len(parts) > 1 else rel
+            return Library(_dist_name(dist), dist.version, inner.replace(os.sep, "/"))
+    if in_project:
+        return None  # the user's project: its own files, or a package installed editable from it
+    for src, dist in _editables():
+        if _under(path, src):
+            rel = os.path.relpath(path, src).replace(os.sep, "/")
+            return Library(_dist_name(dist), dist.version, rel)
+    return None
+
+
+def _classify_file(filename: str) -> str | Library:
+    """``torch``, ``self``, ``stdlib``, ``user``, or the :class:`Library` owning the file."""
     if filename.startswith(_TORCH_DIR):
-        return "torch"
+        return _TORCH
     if filename.startswith(_HERE):
-        return "self"
-    if filename.startswith(_STDLIB_DIRS) or filename.startswith("<"):
-        return "stdlib"
-    return "user"
+        return _SELF
+    if filename.startswith("<") or (
+        # site-packages sits inside the stdlib folder in a non-venv install (/usr/local/lib/…)
+        filename.startswith(_STDLIB_DIRS) and not _SITE_DIRS.intersection(filename.split(os.sep))
+    ):
+        return _STDLIB
+    path = os.path.realpath(filename)
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:  # the working directory was removed
+        cwd = os.sep + "\0"  # under no path
+    lib = _library_of(path, cwd)
+    return lib if lib is not None else _USER
 
 
-def _callsite(start: Any) -> _CallSite:
-    """Walk the Python stack from ``start`` outwards up to the first user frame."""
+def _qualname(code: Any) -> str:
+    return getattr(code, "co_qualname", code.co_name)  # co_qualname: Python >= 3.11
+
+
+def _writes_to(frame: Any, key: int | None) -> bool:
+    """Whether a frame's first argument is a tensor on the storage ``key`` (a helper's target)."""
+    code = frame.f_code
+    if key is None or not (code.co_argcount or code.co_posonlyargcount):
+        return False
+    first = frame.f_locals.get(code.co_varnames[0])
+    if not isinstance(first, torch.Tensor):
+        return False
+    try:
+        return first.untyped_storage()._cdata == key
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+def _callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | None = None) -> _CallSite:
+    """Walk the Python stack from ``start`` outwards up to the first user frame.
+
+    The innermost frame that is not torch's plumbing decides the origin: one in
+    ``torch/nn/modules`` makes it torch's ``default``, one in an installed distribution makes it
+    ``library`` (the library's function outside its init helpers, and that frame's
+    ``file:line``), a user file makes it ``user``. A default built by library code also names
+    that library function (which module it built, not who chose the init). Library helpers (contiguous library frames
+    whose first argument is the written tensor) are the readable call when no
+    ``torch.nn.init`` function is on the stack.
+    """
     cs = _CallSite()
     frame = start
-    classify_cache: dict[str, str] = _FILE_CLASS
+    classify_cache = _FILE_CLASS
+    decided = False
+    helper: Any = None  # the outermost library helper frame so far
+    in_helpers = True
+    key: int | None = None
+    if target is not None:
+        try:
+            key = target.untyped_storage()._cdata
+        except (RuntimeError, NotImplementedError):
+            key = None
     while frame is not None:
         code = frame.f_code
         name = _INIT_CODES.get(code)
@@ -270,30 +435,65 @@ def _callsite(start: Any) -> _CallSite:
         cls = classify_cache.get(fname)
         if cls is None:
             cls = classify_cache[fname] = _classify_file(fname)
-        if cls == "torch":
-            if fname.startswith(_TORCH_MODULES_DIR):
+        if cls is _TORCH:
+            if not decided and fname.startswith(_TORCH_MODULES_DIR):
                 cs.origin = "default"
-                owner = frame.f_locals.get("self") if cs.scope is None else None
+                decided = True
+                owner = frame.f_locals.get("self")
                 if isinstance(owner, nn.Module):
                     cs.scope = f"{type(owner).__name__}.{code.co_name}"
-        elif cls == "user":
+        elif cls is _USER:
             cs.site = f"{fname}:{frame.f_lineno}"
+            if files is not None:
+                files.add(fname)
             break
+        elif cls is _SELF:
+            if decided:
+                break  # back in initaudit (the target's builder): past the build's own code
+        elif cls is not _STDLIB:  # a Library
+            if files is not None:
+                files.add(fname)
+            if not decided:
+                decided = True
+                cs.origin = "library"
+            if cs.function is None:
+                if cs.origin == "library" and in_helpers and _writes_to(frame, key):
+                    helper = frame
+                else:  # the library's function (for a torch default: the code that built it)
+                    in_helpers = False
+                    cs.library = cls.name
+                    cs.function = _qualname(code)
+                    cs.lib_site = f"{cls.path}:{frame.f_lineno}"
         frame = frame.f_back
+    if helper is not None:
+        lib = classify_cache[helper.f_code.co_filename]
+        if cs.function is None:  # user code called the library's helper itself
+            cs.origin = "user"
+            cs.library = lib.name
+            cs.function = _qualname(helper.f_code)
+            cs.lib_site = f"{lib.path}:{helper.f_lineno}"
+        if cs.frame is None:  # no torch.nn.init function: the helper is the readable call
+            module = helper.f_globals.get("__name__", "")
+            cs.call = f"{module}.{_qualname(helper.f_code)}" if module else _qualname(helper.f_code)
+            cs.frame = helper
+            cs.args = _init_args(helper, skip_first=True)
+            return cs
     if cs.frame is not None:
         cs.args = _init_args(cs.frame)
     return cs
 
 
-_FILE_CLASS: dict[str, str] = {}
+_FILE_CLASS: dict[str, str | Library] = {}
 
 
-def _init_args(frame: Any) -> dict[str, Any]:
+def _init_args(frame: Any, skip_first: bool = False) -> dict[str, Any]:
     code = frame.f_code
     n = code.co_argcount + code.co_kwonlyargcount
-    names = code.co_varnames[:n]
+    names = code.co_varnames[1 if skip_first else 0 : n]
     f_locals = frame.f_locals
     out = {k: _jsonable(f_locals[k]) for k in names if k != "tensor" and k in f_locals}
+    if skip_first:
+        return {k: v for k, v in out.items() if v is not None}
     for k in _DERIVED_LOCALS:
         if k in f_locals and k not in out and isinstance(f_locals[k], (int, float)):
             out[k] = _jsonable(f_locals[k])
@@ -357,6 +557,8 @@ class InitTracer(TorchDispatchMode):
         self._call_id = 0
         self._on_event = on_event
         self.private_generators = False
+        #: Source files of the user and of libraries seen on the stack of traced ops.
+        self.files: set[str] = set()
 
     # -- storage identity -------------------------------------------------------------------
     def _key(self, t: torch.Tensor) -> int | None:
@@ -456,7 +658,7 @@ class InitTracer(TorchDispatchMode):
             rec = self._lookup(target) or self._adopt(target)
             if rec is None:
                 continue
-            cs = cs or self._site()
+            cs = cs or self._site(target)
             sources = [t for t in inputs if self._key(t) != self._key(target)]
             for src in sources:
                 parent = self._lookup(src) or self._adopt(src)
@@ -484,8 +686,8 @@ class InitTracer(TorchDispatchMode):
             rec.external = True
         return rec
 
-    def _site(self) -> _CallSite:
-        cs = _callsite(sys._getframe(3))
+    def _site(self, target: torch.Tensor | None = None) -> _CallSite:
+        cs = _callsite(sys._getframe(3), target, self.files)
         if cs.frame is not None:
             if cs.frame is not self._call_frame:
                 self._call_frame = cs.frame
@@ -511,6 +713,9 @@ class InitTracer(TorchDispatchMode):
             rng_before=rng_before,
             numel=numel,
             partial=partial,
+            library=cs.library,
+            function=cs.function,
+            lib_site=cs.lib_site,
         )
         # One random op writing several storages is still one draw: digest only the first.
         rec.events.append(ev)
@@ -667,6 +872,7 @@ def trace_build(
         rng_after=rng_after,
         drew_from={k: bool(v) for k, v in drew.items()},
         private_generators=tracer.private_generators,
+        files=set(tracer.files),
     )
 
 
@@ -690,3 +896,22 @@ def signature_of(call: str) -> inspect.Signature | None:
     """The signature of a ``torch.nn.init`` function, if ``call`` names one."""
     fn = getattr(nn.init, call, None)
     return inspect.signature(fn) if fn is not None and call in INIT_FUNCTIONS else None
+
+
+@functools.cache
+def library_version(name: str) -> str | None:
+    """The installed version of a distribution, or None when it is not installed."""
+    import importlib.metadata as md
+
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def reset_file_cache() -> None:
+    """Forget which distribution owns which file (after installing packages in this process)."""
+    _FILE_CLASS.clear()
+    _top_levels.cache_clear()
+    _editables.cache_clear()
+    library_version.cache_clear()

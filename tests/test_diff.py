@@ -184,7 +184,10 @@ def test_changed_torch_default_is_recipe_drift_and_stream_shift(tmp_path):
     assert bias["init_before"].startswith("uniform_(") and bias["init_after"] == "zeros_()"
     (w2,) = [t for t in data["tensors"] if t["name"] == "lin2.weight"]
     assert w2["shifted_by"] == "lin1.bias" and w2["error"]["differing"] > 0
-    assert data["environment"] == {}  # the same torch: only the recipe changed
+    # The same torch: only the code that ran changed (the patch in sitecustomize.py ran too).
+    assert set(data["environment"]) == {"sources"}
+    ((path, change),) = data["environment"]["sources"].items()
+    assert path.endswith("sitecustomize.py") and change["before"] is None
     text = diff_plain(diff_snapshots(snapshot.read(old), snapshot.read(new)))
     assert "root cause lin1.bias (recipe-drift)" in text
     assert "2 later tensor(s) shifted: lin2.weight, tail.weight" in text
@@ -235,6 +238,8 @@ def test_extra_draw_in_init_shifts_the_rest(tmp_path):
             "numel": 3,
             "site": "net.py:9",
             "scope": None,
+            "library": None,  # the user's own draw: no library made it
+            "function": None,
         }
     ]
     text = run_cli("diff", str(old), str(orphan), env={"COLUMNS": "200"}).stdout

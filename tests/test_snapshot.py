@@ -44,7 +44,7 @@ def test_freeze_roundtrip_bitwise_against_plain_build(example, tmp_path):
         assert torch.equal(expected, got), key
         entry = names[aliases.get(key, key)]
         assert entry["hash"] == snap_mod.tensor_hash(expected)
-        assert entry["origin"] in ("default", "user")
+        assert entry["origin"] in ("default", "library", "user")
         assert entry["events"], key
     # the safetensors file holds one entry per primary tensor (tied tensors stored once)
     with safe_open(str(snap_mod.values_path_for(path)), "pt") as f:

@@ -73,7 +73,7 @@ def test_trace_is_bitwise_invisible(name, seed):
     for t in trace.tensors:
         assert t.record is not None, t.name
         assert t.events, f"{t.name} has no recorded events"
-        assert all(e.origin in ("default", "user") for e in t.events)
+        assert all(e.origin in ("default", "library", "user") for e in t.events)
 
 
 def line_of(text: str, path=EXAMPLES / "highway.py") -> int:
