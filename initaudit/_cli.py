@@ -507,6 +507,24 @@ def check_report_out(fmt: str, report_out: Path | None) -> None:
         raise UsageError("--out writes the HTML report; add --format html")
 
 
+def print_matrix(result: Any, fmt: str, report_out: Path | None = None) -> None:
+    """Print a matrix (or ``diff DIR``) as text, json, markdown, html or github."""
+    from . import render_matrix
+
+    if fmt == "html":
+        from . import render_html
+
+        render_html.write(render_html.matrix_html(result), report_out)
+    elif fmt == "github":
+        from .render_github import matrix_github
+
+        matrix_github(result)
+    else:
+        {"json": render_matrix.matrix_json, "markdown": render_matrix.print_markdown}.get(
+            fmt, render_matrix.matrix_text
+        )(result)
+
+
 def print_diff(report: Any, fmt: str) -> None:
     """Print a diff report as ``text``, ``json``, ``markdown`` or ``github``."""
     from . import render_diff
@@ -594,19 +612,11 @@ def diff(
     check_report_out(fmt, report_out)
     if len(snapshots) == 1 and Path(snapshots[0]).is_dir():
         from . import matrix as matrix_mod
-        from . import render_matrix
 
         if verify:
             raise UsageError("--verify takes two snapshot files, not a folder")
         result = matrix_mod.diff_folder(snapshots[0], atol, rtol)
-        if fmt == "html":
-            from . import render_html
-
-            render_html.write(render_html.matrix_html(result), report_out)
-        else:
-            {"json": render_matrix.matrix_json, "markdown": render_matrix.print_markdown}.get(
-                fmt, render_matrix.matrix_text
-            )(result)
+        print_matrix(result, fmt, report_out)
         sys.exit(result.exit_code)
     if len(snapshots) != 2:
         raise UsageError(
@@ -1031,7 +1041,7 @@ Exit codes: 0 every consecutive pair identical, 1 drift, 2 usage, input or insta
 @snapshot_dir_option(
     "Root for the snapshots (snapshots/<model>/[<what varies>-]torch-<version>-seed<seed>.json)."
 )
-@format_option("text", "json", "markdown", "html")
+@format_option("text", "json", "markdown", "html", "github")
 @report_out_option
 def matrix(
     target: str,
@@ -1068,14 +1078,7 @@ def matrix(
         extra=extra,
         log=(lambda m: None) if quiet else render_matrix.note,
     )
-    if fmt == "html":
-        from . import render_html
-
-        render_html.write(render_html.matrix_html(result), report_out)
-    else:
-        {"json": render_matrix.matrix_json, "markdown": render_matrix.print_markdown}.get(
-            fmt, render_matrix.matrix_text
-        )(result)
+    print_matrix(result, fmt, report_out)
     if result.exit_code:
         sys.exit(result.exit_code)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .diff import DiffReport
 from .render_diff import diff_markdown, diff_text, verdict_line
@@ -36,21 +37,39 @@ def location(site: str | None) -> str:
     return f"file={escape_property(path)},line={line},"
 
 
-def annotations(report: DiffReport) -> list[str]:
-    """The workflow commands for a diff: an error at the root cause, a notice per other drift."""
+def _site_of(report: DiffReport, name: str) -> str | None:
+    """The line that set a tensor: inside the library that set it, else the user's line."""
+    for td in report.tensors:
+        if td.name == name:
+            lib = td.entry.get("library")
+            if isinstance(lib, dict) and lib.get("site"):
+                return str(lib["site"])
+            return td.entry.get("site")
+    return None
+
+
+def annotations(report: DiffReport, label: str = "") -> list[str]:
+    """The workflow commands for a diff: an error at the root cause, a notice per other drift.
+
+    ``label`` (e.g. ``transformers-4.57.6 → transformers-5.0.0``) prefixes each title.
+    """
     out: list[str] = []
     rc = report.root_cause
+    prefix = f"initaudit {label}: " if label else "initaudit: "
     if rc is not None:
-        title = f"initaudit: {rc.name} ({rc.status})"
-        out.append(f"::error {location(rc.site)}title={escape_property(title)}::{escape_data(rc.reason)}")
+        title = f"{prefix}{rc.name} ({rc.status})"
+        where = location(_site_of(report, rc.name) or rc.site)
+        out.append(f"::error {where}title={escape_property(title)}::{escape_data(rc.reason)}")
     elif report.drift:
-        out.append(f"::error title={escape_property('initaudit: drift')}::{escape_data(verdict_line(report))}")
+        title = escape_property(prefix + "drift")
+        out.append(f"::error title={title}::{escape_data(verdict_line(report))}")
     for td in report.tensors:
         if td.status == "identical" or (rc is not None and td.name == rc.name):
             continue
-        title = f"initaudit: {td.name} ({td.status})"
+        title = f"{prefix}{td.name} ({td.status})"
         out.append(
-            f"::notice {location(td.entry.get('site'))}title={escape_property(title)}::{escape_data(td.reason)}"
+            f"::notice {location(_site_of(report, td.name))}title={escape_property(title)}::"
+            + escape_data(td.reason)
         )
     return out
 
@@ -65,3 +84,20 @@ def diff_github(report: DiffReport) -> None:
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
     diff_text(report)
+
+
+def matrix_github(result: Any) -> None:
+    """``diff DIR`` / ``matrix`` under Actions: each drifting step's annotations, the markdown
+    report in the job summary, then the usual text."""
+    from .render_matrix import matrix_markdown, matrix_text
+
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with Path(summary).open("a", encoding="utf-8") as f:
+            f.write(matrix_markdown(result) + "\n")
+    for pair in result.pairs:
+        if pair.drift:
+            for line in annotations(pair.report, f"{pair.before} → {pair.after}"):
+                sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    matrix_text(result)

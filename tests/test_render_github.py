@@ -51,3 +51,23 @@ def test_workflow_command_escaping():
         "file=models/gpt2/modeling_gpt2.py,line=120,"
     )
     assert location(None) == ""
+
+
+def test_diff_dir_under_actions_annotates_each_drifting_step(zero_bias_drift, tmp_path):
+    import shutil
+
+    before, after = zero_bias_drift
+    for i, snap in enumerate((before, after)):
+        (tmp_path / str(i)).mkdir()
+        shutil.copy(snap, tmp_path / str(i))
+        for values in snap.parent.glob(snap.stem + "*.safetensors"):
+            shutil.copy(values, tmp_path / str(i))
+    summary = tmp_path / "summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    proc = run_cli("diff", str(tmp_path), env=env)
+    assert proc.returncode == 1, proc.stderr
+    commands = [ln for ln in proc.stdout.splitlines() if ln.startswith("::")]
+    assert commands[0].startswith("::error file=sitecustomize.py,line=9,")
+    assert "title=initaudit 2.13.0+cpu → 2.13.0+cpu%3A hid1.bias (recipe-drift)::" in commands[0]
+    assert len(commands) == 5
+    assert "upgrade step" in summary.read_text()
