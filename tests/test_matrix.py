@@ -353,22 +353,31 @@ def hf_matrix(arch: str, env_dir: Path, cwd: Path, *releases: str) -> tuple[int,
     return proc.returncode, json.loads(proc.stdout)
 
 
+#: What both transformers columns' environment diff says (and nothing else changes).
+HF_ENVIRONMENT = {
+    "env_requirements.transformers": {"before": HF_OLD, "after": HF_NEW},
+    "libraries": {"transformers": {"before": HF_OLD, "after": HF_NEW}},
+}
+
+
 @pytest.mark.parametrize(
-    ("arch", "root_cause", "status", "changed"),
+    ("arch", "root_cause", "status", "function", "changed"),
     [
         # measured (README, "Init drift between library releases (measured)"): GPT-2 5.0.0 drops
         # the masked_bias buffer and loses the 1/sqrt(2·n_layer) scaling of c_proj (std 0.01 → 0.02)
-        ("gpt2", "h.0.attn.masked_bias", "removed",
+        ("gpt2", "h.0.attn.masked_bias", "removed", "GPT2Attention.__init__",
          {"h.0.attn.c_proj.weight": "recipe-drift", "h.0.mlp.c_proj.weight": "recipe-drift"}),
         # T5 5.0.0 draws the shared embedding through its new init helper (another op sequence)
-        pytest.param("t5", "shared.weight", "recipe-drift", {}, marks=pytest.mark.slow),
+        pytest.param("t5", "shared.weight", "recipe-drift", "T5PreTrainedModel._init_weights", {},
+                     marks=pytest.mark.slow),
         # Llama 5.0.0 adds a rotary_emb.original_inv_freq buffer
-        pytest.param("llama", "rotary_emb.original_inv_freq", "added", {},
+        pytest.param("llama", "rotary_emb.original_inv_freq", "added",
+                     "LlamaRotaryEmbedding.compute_default_rope_parameters", {},
                      marks=pytest.mark.slow),
     ],
 )  # fmt: skip
 def test_transformers_release_drift_is_found(hf_env_dir, tmp_path, arch, root_cause, status,
-                                             changed):  # fmt: skip
+                                             function, changed):  # fmt: skip
     code, data = hf_matrix(arch, hf_env_dir, tmp_path, HF_OLD, HF_NEW)
     assert code == 1 and data["verdict"] == "drift"
     assert data["varying"] == ["transformers"]
@@ -376,11 +385,13 @@ def test_transformers_release_drift_is_found(hf_env_dir, tmp_path, arch, root_ca
     (pair,) = data["pairs"]
     assert pair["root_cause"] == root_cause
     assert pair["root_cause_detail"]["status"] == status
+    # the root cause names the library code that set it and the release change behind it
+    assert pair["root_cause_detail"]["library"] == {
+        "name": "transformers", "function": function, "before": HF_OLD, "after": HF_NEW,
+    }  # fmt: skip
     statuses = {t["name"]: t["status"] for t in pair["tensors"]}
     assert all(statuses[name] == want for name, want in changed.items())
-    assert pair["environment"] == {
-        "env_requirements.transformers": {"before": HF_OLD, "after": HF_NEW}
-    }
+    assert pair["environment"] == HF_ENVIRONMENT
     # the snapshots carry the column in their names, and diff DIR orders them the same way
     (folder,) = (tmp_path / "snapshots").iterdir()  # snapshots/<model>/
     names = sorted(p.name for p in folder.glob("*.json"))
@@ -403,6 +414,4 @@ def test_transformers_releases_that_do_not_drift_are_identical(hf_env_dir, tmp_p
     (pair,) = data["pairs"]
     assert pair["root_cause"] is None
     assert {t["status"] for t in pair["tensors"]} == {"identical"}
-    assert pair["environment"] == {
-        "env_requirements.transformers": {"before": HF_OLD, "after": HF_NEW}
-    }
+    assert pair["environment"] == HF_ENVIRONMENT
