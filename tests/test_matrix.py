@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -415,3 +416,37 @@ def test_transformers_releases_that_do_not_drift_are_identical(hf_env_dir, tmp_p
     assert pair["root_cause"] is None
     assert {t["status"] for t in pair["tensors"]} == {"identical"}
     assert pair["environment"] == HF_ENVIRONMENT
+
+
+def test_checkpoint_loaded_model_across_transformers_releases(hf_env_dir, tmp_path):
+    """from_pretrained on a checkpoint this test saves (under 4.57.6): 23 tensors loaded, 4
+    initialized by transformers; across 4.57.6 → 5.0.0 no loaded tensor drifts (measured: no
+    tensor does), and the one change, a draw 5.0.0 adds and throws away, is named with its
+    library code and both versions."""
+    old_python = next(hf_env_dir.glob(f"*transformers-{HF_OLD}")) / "bin" / "python"
+    ckpt = tmp_path / "ckpt"
+    code = f"import sys; sys.path.insert(0, {str(HF_MODELS.parent)!r}); import hf_tiny; "
+    code += f"hf_tiny.saved_bert({str(ckpt)!r})"
+    subprocess.run([str(old_python), "-c", code], check=True, capture_output=True)
+    envs = [x for v in (HF_OLD, HF_NEW) for x in ("--env", f"transformers=={v}")]
+    proc = run_cli(
+        "matrix", f"{HF_MODELS}:classifier_from_checkpoint", "--arg", f"ckpt={str(ckpt)!r}",
+        *envs, "--env-dir", str(hf_env_dir), "--format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    (pair,) = json.loads(proc.stdout)["pairs"]
+    assert pair["verdict"] == "drift" and pair["counts"] == {"identical": 27}
+    rc = pair["root_cause_detail"]
+    assert rc["kind"] == "orphan-draw" and rc["status"] == "added"
+    assert rc["library"] == {
+        "name": "transformers", "function": "BertEmbeddings.__init__",
+        "before": HF_OLD, "after": HF_NEW,
+    }  # fmt: skip
+    for snap_path in (tmp_path / "snapshots").glob("*/*.json"):
+        tensors = {t["name"]: t for t in json.loads(snap_path.read_text())["tensors"]}
+        loaded = [n for n, t in tensors.items() if t["origin"] == "loaded"]
+        assert len(loaded) == 23 and all(t["loaded"]["file"].endswith("model.safetensors")
+                                         for n, t in tensors.items() if n in loaded)  # fmt: skip
+        head = tensors["classifier.weight"]
+        assert head["origin"] == "library" and head["init"]["call"] == "normal_"
+        assert head["library"]["name"] == "transformers"

@@ -215,3 +215,23 @@ ARCHITECTURES = (
     "gpt2", "bert", "roberta", "distilbert", "deberta_v2", "llama", "mistral", "qwen2", "opt",
     "t5", "bart", "whisper", "vit", "clip", "swin", "convnext",
 )  # fmt: skip
+
+
+def saved_bert(where: str) -> None:
+    """Save a small BERT base model to ``where`` (a local checkpoint: no hub access)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    cfg = BertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        vocab_size=100, max_position_embeddings=16,
+    )  # fmt: skip
+    BertModel(cfg).save_pretrained(where)
+
+
+def classifier_from_checkpoint(ckpt: str) -> Any:
+    """A sequence classifier loaded from a local checkpoint: its head is newly initialized."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=3)
