@@ -114,27 +114,28 @@ def layout(
     order = sorted((c for c in keep if cols[c].drop), key=lambda c: (-cols[c].drop, -c))
     moved: list[int] = []
 
-    def widths_for(kept: list[int]) -> list[int] | None:
+    def widths_for(kept: list[int], fold_names: bool) -> list[int] | None:
+        """Widths that fit: capped columns shrunk to their limit, names folded only if asked."""
         w = [natural[c] for c in kept]
-        if _fits(w, width):
-            return w
-        # shrink the name column to its floor first, then capped columns to their limit
         for j, c in enumerate(kept):
-            if cols[c].names:
-                room = width - (sum(w) - w[j]) - _GAP * (len(w) - 1)
-                w[j] = max(floors[c], min(w[j], room))
-        for j, c in enumerate(kept):
-            if not cols[c].names and cols[c].limit is not None and not _fits(w, width):
+            if _fits(w, width):
+                return w
+            if cols[c].names and not fold_names:
+                continue
+            if cols[c].names or cols[c].limit is not None:
                 room = width - (sum(w) - w[j]) - _GAP * (len(w) - 1)
                 w[j] = max(floors[c], min(w[j], room))
         return w if _fits(w, width) else None
 
-    widths = widths_for(keep)
+    # Names stay whole as long as any column can leave the row instead: they are the point.
+    widths = widths_for(keep, fold_names=False)
     while widths is None and order:
         c = order.pop(0)
         keep.remove(c)
         moved.append(c)
-        widths = widths_for(keep)
+        widths = widths_for(keep, fold_names=False)
+    if widths is None:
+        widths = widths_for(keep, fold_names=True)
     if widths is None:  # even the essential columns overflow: keep them at their floors
         widths = [floors[c] for c in keep]
     # room left over goes back to the columns that were shrunk, names first

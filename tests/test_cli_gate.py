@@ -231,7 +231,8 @@ def test_snapshot_path_with_colon_is_read_never_imported(cli, tmp_path):
     # an existing file that is not a .py is a snapshot too, whatever its name
     manifest = tmp_path / "c" / "evil.py:v1" / "m.json"
     (tmp_path / "c" / "evil.py:Net").write_bytes(manifest.read_bytes())
-    (tmp_path / "c" / "m.safetensors").write_bytes(manifest.with_suffix(".safetensors").read_bytes())
+    values = snap_mod.values_path_for(manifest)  # m.<hash>.safetensors, named in the manifest
+    (tmp_path / "c" / values.name).write_bytes(values.read_bytes())
     renamed = cli("inspect", "c/evil.py:Net", "--no-rerun", cwd=tmp_path)
     assert renamed.returncode == 0 and "hid1.weight" in renamed.stdout, renamed.stderr
 

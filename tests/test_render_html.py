@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from initaudit.snapshot import values_path_for
+
 from .conftest import EXAMPLES, MLP_SNAPSHOT, run_cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -129,7 +131,7 @@ def test_matrix_report_in_chromium(browser, zero_bias_drift, tmp_path):
     for i, snap in enumerate((before, after)):
         (folder / str(i)).mkdir(parents=True)
         shutil.copy(snap, folder / str(i) / snap.name)
-        shutil.copy(snap.with_suffix(".safetensors"), folder / str(i))
+        shutil.copy(values_path_for(snap), folder / str(i))
     report = tmp_path / "matrix.html"
     proc = run_cli("diff", str(folder), "--format", "html", "--out", str(report))
     assert proc.returncode == 1, proc.stderr
