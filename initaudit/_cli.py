@@ -717,7 +717,9 @@ def check(
         print_project(project, fmt)
         for m in project.models:
             if m.result is not None and m.result.written is not None:
-                render.err_console().print(f"initaudit: wrote {m.result.written}", highlight=False)
+                render.err_console().print(
+                    f"initaudit: wrote {m.result.written}", markup=False, highlight=False
+                )
         sys.exit(project.exit_code)
     _, fresh = freeze_target(target, args, seed, device, dtype, quiet, example_input)
     result = check_mod.check_snapshot(
@@ -742,7 +744,9 @@ def check(
             soft_wrap=True,
         )
     if result.written is not None:
-        render.err_console().print(f"initaudit: wrote {result.written}", highlight=False)
+        render.err_console().print(
+            f"initaudit: wrote {result.written}", markup=False, highlight=False
+        )
     sys.exit(result.exit_code)
 
 

@@ -19,7 +19,7 @@ from initaudit.diff import diff_snapshots, report_to_json, value_error
 from initaudit.errors import UsageError
 from initaudit.render_diff import diff_markdown, diff_plain
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, ZERO_BIAS, run_cli
 
 MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
 
@@ -136,22 +136,8 @@ class Net(nn.Module):
         self.tail = nn.Embedding(5, 4)
 """
 
-# A changed torch default, as an upgrade could bring: Linear's bias starts at zero, and
-# since zeros_ draws nothing, everything random after the first Linear shifts.
-ZERO_BIAS = """\
-import math
-
-import torch.nn as nn
-
-
-def reset_parameters(self):
-    nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-    if self.bias is not None:
-        nn.init.zeros_(self.bias)
-
-
-nn.Linear.reset_parameters = reset_parameters
-"""
+# A changed torch default, as an upgrade could bring (conftest.ZERO_BIAS): Linear's bias
+# starts at zero, and since zeros_ draws nothing, everything random after the first Linear shifts.
 
 
 def test_changed_torch_default_is_recipe_drift_and_stream_shift(tmp_path):
