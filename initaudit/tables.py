@@ -1,11 +1,12 @@
-"""Tables that fit any terminal: names folded at dots, columns dropped by priority.
+"""Tables that fit any terminal: columns dropped by priority, names folded at dots last.
 
 :func:`layout` lays a table out for a given width. Every column keeps its natural width while
-the table fits; when it does not, the columns with the highest ``drop`` number move, one at a
-time, out of the row into an indented detail line under it, and a tensor-name column folds at
-its dots (``stage_1.0.bn_a.`` / ``running_mean``), never inside a segment; only a segment wider
-than the column on its own is shortened in its middle (``embed…tions``), and only where that
-keeps every shown name distinct. The result is plain :class:`rich.text.Text` lines, so colour
+the table fits; when it does not, capped columns wrap to their limit, then the columns with the
+highest ``drop`` number move, one at a time, out of the row into an indented detail line under
+it. Only when nothing more can leave does a tensor-name column fold, at its dots
+(``stage_1.0.bn_a.`` / ``running_mean``), never inside a segment; only a segment wider than the
+column on its own is shortened in its middle (``embed…tions``), and only where that keeps every
+shown name distinct. The result is plain :class:`rich.text.Text` lines, so colour
 and ``NO_COLOR`` behave as everywhere else.
 """
 
