@@ -2,7 +2,7 @@
 
 Every tensor gets exactly one status (see :data:`STATUSES`). Digests are compared first;
 values are read (lazily, hash-checked) only for tensors whose digests differ, so diffing two
-identical snapshots never touches the values files. The *root cause* is the first item in RNG
+identical snapshots reads no value (only each values file's header, checked when read). The *root cause* is the first item in RNG
 order whose own initialization diverged: a tensor (its recipe, implementation, kernel, shape or
 dtype changed, it was added or removed, or it now draws a different amount of random numbers),
 or a thrown-away draw that appeared or disappeared; ``stream-shift`` tensors after it are the
