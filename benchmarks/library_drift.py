@@ -71,7 +71,8 @@ def worker(models: Path, names: list[str], out: Path, package: str) -> None:
     """Freeze every architecture under the running release; write snapshots and ``info.json``."""
     from importlib import metadata
 
-    from initaudit.snapshot import freeze, write
+    from initaudit.freeze import freeze
+    from initaudit.snapshot import write
     from initaudit.target import resolve
 
     out.mkdir(parents=True, exist_ok=True)

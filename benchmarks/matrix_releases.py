@@ -24,8 +24,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from initaudit import environments, provenance, render_matrix  # noqa: E402
-from initaudit.matrix import run_matrix  # noqa: E402
+from initaudit import provenance  # noqa: E402
+from initaudit.envs import environments  # noqa: E402
+from initaudit.envs.matrix import run_matrix  # noqa: E402
+from initaudit.render import matrix as render_matrix  # noqa: E402
 from initaudit.snapshot import atomic_write  # noqa: E402
 
 README_START = "<!-- matrix-releases: written by benchmarks/matrix_releases.py --readme -->"

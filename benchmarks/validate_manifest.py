@@ -14,7 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from initaudit import schema, snapshot
+from initaudit import snapshot
+from initaudit.snapshot import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"

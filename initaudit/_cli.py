@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, render
-from .errors import InitAuditError, UsageError
+from initaudit import __version__
+from initaudit.errors import InitAuditError, UsageError
+from initaudit.render import console as render
 
 _DEBUG_FLAG = "--debug"
 
@@ -208,7 +209,7 @@ def format_option(*choices: str) -> Any:
 
 def resolve_target(spec: str, args: tuple[str, ...]) -> Any:
     """Parse ``--arg`` pairs and resolve the target spec."""
-    from .target import parse_args, resolve
+    from initaudit.target import parse_args, resolve
 
     return resolve(spec, parse_args(args))
 
@@ -217,7 +218,7 @@ def resolve_dtype(name: str | None) -> Any:
     """``--dtype`` as a torch dtype (or None)."""
     if name is None:
         return None
-    from .snapshot import parse_dtype
+    from initaudit.tensors import parse_dtype
 
     try:
         return parse_dtype(name)
@@ -259,7 +260,7 @@ def snapshot_dir_option(help_text: str) -> Any:
 
 def project_config(ctx: click.Context | None = None) -> Any:
     """The ``[tool.initaudit]`` of the nearest pyproject.toml (None without one), read once."""
-    from . import config
+    from initaudit import config
 
     ctx = ctx or click.get_current_context()
     root = ctx.find_root()
@@ -291,7 +292,7 @@ def parse_example_input(text: str | None) -> tuple[int, ...] | None:
     """``--example-input`` as a shape (or None)."""
     if text is None:
         return None
-    from .target import parse_shape
+    from initaudit.target import parse_shape
 
     return parse_shape(text)
 
@@ -314,7 +315,7 @@ def freeze_target(
 
 def freeze_model(model: Any, device: str, dtype: str | None, quiet: bool) -> Any:
     """Freeze one configured model (``[[tool.initaudit.models]]``) in memory."""
-    from .target import resolve
+    from initaudit.target import resolve
 
     check_device(device)
     shape = parse_example_input(model.example_input)
@@ -330,7 +331,7 @@ def freeze_resolved(
     shape: tuple[int, ...] | None,
 ) -> Any:
     """Freeze a resolved target in memory, with progress on a terminal; return the snapshot."""
-    from .snapshot import freeze
+    from initaudit.freeze.memory import freeze
 
     reporter = render.Reporter(enabled=not quiet)
     with reporter.stage(f"building {target.name} under seed {seed}") as rep:
@@ -401,7 +402,7 @@ def freeze(
     nn.Module subclass or a function returning one. Without TARGET: every model of
     [tool.initaudit] in the nearest pyproject.toml, each to its default snapshot path.
     """
-    from . import snapshot as snapshot_mod
+    from initaudit import snapshot as snapshot_mod
 
     if target is None:
         cfg = configured_models(
@@ -450,7 +451,7 @@ def freeze(
             "--stream cannot run an --example-input forward; drop --stream for lazy models"
         )
     if digest_only and example_input is None:
-        from .stream import freeze_digest
+        from initaudit.commands.freeze import freeze_digest
 
         check_device(device)
         snap = freeze_digest(
@@ -509,14 +510,14 @@ def check_report_out(fmt: str, report_out: Path | None) -> None:
 
 def print_matrix(result: Any, fmt: str, report_out: Path | None = None) -> None:
     """Print a matrix (or ``diff DIR``) as text, json, markdown, html or github."""
-    from . import render_matrix
+    from initaudit.render import matrix as render_matrix
 
     if fmt == "html":
-        from . import render_html
+        from initaudit.render import html as render_html
 
         render_html.write(render_html.matrix_html(result), report_out)
     elif fmt == "github":
-        from .render_github import matrix_github
+        from initaudit.render.github import matrix_github
 
         matrix_github(result)
     else:
@@ -527,10 +528,10 @@ def print_matrix(result: Any, fmt: str, report_out: Path | None = None) -> None:
 
 def print_diff(report: Any, fmt: str) -> None:
     """Print a diff report as ``text``, ``json``, ``markdown`` or ``github``."""
-    from . import render_diff
+    from initaudit.render import diff as render_diff
 
     if fmt == "github":
-        from .render_github import diff_github
+        from initaudit.render.github import diff_github
 
         diff_github(report)
         return
@@ -606,12 +607,12 @@ def diff(
     With one folder instead of two files: every snapshot of one target in it, ordered by torch
     version, each diffed against the one before.
     """
-    from . import diff as diff_mod
-    from . import snapshot as snapshot_mod
+    from initaudit import snapshot as snapshot_mod
+    from initaudit.diff import compare as diff_mod
 
     check_report_out(fmt, report_out)
     if len(snapshots) == 1 and Path(snapshots[0]).is_dir():
-        from . import matrix as matrix_mod
+        from initaudit.envs import matrix as matrix_mod
 
         if verify:
             raise UsageError("--verify takes two snapshot files, not a folder")
@@ -632,7 +633,7 @@ def diff(
         before, after, atol=atol, rtol=rtol, allow_renames=allow_renames
     )
     if fmt == "html":
-        from . import render_html
+        from initaudit.render import html as render_html
 
         render_html.write(render_html.diff_html(report), report_out)
     else:
@@ -692,7 +693,7 @@ def check(
     Without TARGET: check every model of [tool.initaudit] in the nearest pyproject.toml, with
     one summary and one exit code.
     """
-    from . import check as check_mod
+    from initaudit.diff import check as check_mod
 
     ctx = click.get_current_context()
     cfg = project_config(ctx)
@@ -707,7 +708,7 @@ def check(
         if fmt == "html":
             raise UsageError("check writes no HTML report; use diff --format html")
         os.chdir(cfg.root)  # the config's paths are relative to its folder
-        from .render_project import print_project
+        from initaudit.render.project import print_project
 
         project = check_mod.check_project(
             _with(cfg, atol=atol, rtol=rtol, snapshot_dir=snapshot_dir.resolve()),
@@ -824,7 +825,7 @@ def explicit(
     the same state, without relying on torch's module defaults. The code is verified (bitwise,
     with torch defaults on and with them replaced by NaN) before anything is written.
     """
-    from . import codegen
+    from initaudit.codegen import program as codegen
 
     if device != "cpu" or dtype is not None:
         raise UsageError("explicit supports the default --device cpu and dtype only")
@@ -865,7 +866,7 @@ def rewrite(spec: str, seed: int, show_diff: bool) -> None:
     torch's module defaults. Verified before the file is replaced; running it twice changes
     nothing the second time.
     """
-    from . import rewrite as rewrite_mod
+    from initaudit.codegen import rewrite as rewrite_mod
 
     result = rewrite_mod.rewrite(spec, seed=seed, write=not show_diff)
     if show_diff:
@@ -938,9 +939,9 @@ def inspect(
     TARGET is a model (path/to/file.py[:NAME] or package.module:NAME) or a snapshot .json
     written by `initaudit freeze` (audited as recorded: no rebuild, no lazy check).
     """
-    from . import audit as audit_mod
-    from . import render_audit
-    from .target import SNAPSHOT_SUFFIXES
+    from initaudit.audit import inspect as audit_mod
+    from initaudit.render import audit as render_audit
+    from initaudit.target import SNAPSHOT_SUFFIXES
 
     check_report_out(fmt, report_out)
     shape = parse_example_input(example_input)
@@ -949,7 +950,7 @@ def inspect(
     if target.lower().endswith(SNAPSHOT_SUFFIXES) or (
         not target.endswith(".py") and Path(target).is_file()
     ):
-        from . import snapshot as snapshot_mod
+        from initaudit import snapshot as snapshot_mod
 
         if args or shape is not None:
             raise UsageError("--arg and --example-input need a model TARGET, not a snapshot")
@@ -982,7 +983,7 @@ def inspect(
     if fmt == "json":
         render_audit.audit_json(report)
     elif fmt == "html":
-        from . import render_html
+        from initaudit.render import html as render_html
 
         render_html.write(render_html.audit_html(report), report_out)
     else:
@@ -1064,8 +1065,8 @@ def matrix(
     report_out: Path | None,
 ) -> None:
     """Freeze TARGET in several environments side by side and diff consecutive columns."""
-    from . import matrix as matrix_mod
-    from . import render_matrix
+    from initaudit.envs import matrix as matrix_mod
+    from initaudit.render import matrix as render_matrix
 
     check_report_out(fmt, report_out)
     result = matrix_mod.run_matrix(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from initaudit.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

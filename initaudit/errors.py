@@ -45,3 +45,20 @@ class AuditFailure(InitAuditError):
     """The audit ran and found a problem (drift, failed verification): exit code 1."""
 
     exit_code = 1
+
+
+
+#: What to do instead, said by every refusal that does not say it already.
+STREAM_INSTEAD = (
+    "run the same command without --stream: `freeze --digest-only` builds the model in "
+    "memory and keeps only the digests"
+)
+
+
+class StreamError(UsageError):
+    """The build cannot be replayed from a meta-device trace (exit code 2)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        if hint is None and "without --stream" not in message:
+            hint = STREAM_INSTEAD
+        super().__init__(message, hint=hint)

@@ -6,11 +6,13 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from initaudit import __version__
+from initaudit.libraries import Library, classify
 
-from . import __version__
+if TYPE_CHECKING:
+    import torch
 
 
 def cpu_model() -> str:
@@ -26,12 +28,16 @@ def cpu_model() -> str:
 
 def cpu_capability() -> str | None:
     """The SIMD capability ATen dispatches its CPU kernels to (``AVX2``, ``AVX512``, ``DEFAULT``…)."""
+    import torch
+
     fn = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
     return fn() if fn is not None else None
 
 
 def capture(device: str = "cpu", dtype: torch.dtype | None = None) -> dict[str, Any]:
     """Everything about this process that can change a seeded build's values."""
+    import torch
+
     try:
         import numpy
 
@@ -55,8 +61,6 @@ def capture(device: str = "cpu", dtype: torch.dtype | None = None) -> dict[str, 
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "num_threads": torch.get_num_threads(),
     }
-    from .environments import requested_versions
-
     requested = requested_versions()  # set by `matrix` (or a CI job) for what the env is for
     if requested is not None:
         env["env_requirements"] = requested
@@ -97,14 +101,10 @@ def code_provenance(files: set[str], target_file: str | None = None) -> dict[str
     """
     import hashlib
 
-    from .trace import _FILE_CLASS, Library, _classify_file
-
     libraries: dict[str, str | None] = {}
     sources: dict[str, str] = {}
     for fname in sorted(set(files) | ({target_file} if target_file else set())):
-        cls = _FILE_CLASS.get(fname)
-        if cls is None:
-            cls = _FILE_CLASS[fname] = _classify_file(fname)
+        cls = classify(fname)
         if isinstance(cls, Library):
             libraries[cls.name] = cls.version
         elif cls == "user":
@@ -114,3 +114,40 @@ def code_provenance(files: set[str], target_file: str | None = None) -> dict[str
                 continue
             sources[portable_path(fname)] = "sha256:" + digest
     return {"libraries": dict(sorted(libraries.items())), "sources": sources}
+
+
+
+#: Distributions (names separated by spaces or commas) whose installed versions a freeze
+#: records as ``provenance["env_requirements"]``: what a matrix column or CI job was made for.
+ENV_REQUIREMENTS_VAR = "INITAUDIT_ENV_REQUIREMENTS"
+
+
+def requirement_name(text: str) -> str:
+    """The canonical distribution name of a requirement (``Transformers==5`` → ``transformers``)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(Requirement(text).name)
+
+
+def requested_versions() -> dict[str, str | None] | None:
+    """``{name: installed version}`` of the distributions ``$INITAUDIT_ENV_REQUIREMENTS`` names
+    (None for one not installed), or None when the variable is not set."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    names = os.environ.get(ENV_REQUIREMENTS_VAR, "").replace(",", " ").split()
+    if not names:
+        return None
+    out: dict[str, str | None] = {}
+    for raw in names:
+        try:
+            name = requirement_name(raw)
+        except Exception:
+            name = canonicalize_name(raw)
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return dict(sorted(out.items()))

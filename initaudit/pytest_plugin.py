@@ -58,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _target(target: str | Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     """A :class:`initaudit.target.Target` from a spec string or a builder callable."""
-    from .target import Target, resolve
+    from initaudit.target import Target, resolve
 
     if isinstance(target, str):
         return resolve(target, kwargs)
@@ -85,10 +85,10 @@ def assert_init_matches(
     **kwargs: Any,
 ) -> Any:
     """Fail the current test unless ``target``'s seeded init matches its committed snapshot."""
-    from .check import check_snapshot
-    from .errors import InitAuditError
-    from .render_diff import diff_plain
-    from .snapshot import freeze
+    from initaudit.diff.check import check_snapshot
+    from initaudit.errors import InitAuditError
+    from initaudit.freeze.memory import freeze
+    from initaudit.render.diff import diff_plain
 
     error = None
     try:
@@ -172,7 +172,7 @@ def _snapshot_dir(config: pytest.Config) -> Path:
 
 def _project(config: pytest.Config) -> Any:
     """``[tool.initaudit]`` of the rootdir's pyproject.toml (None without one)."""
-    from .config import load
+    from initaudit.config import load
 
     path = Path(config.rootpath) / "pyproject.toml"
     return load(path) if path.is_file() else None
@@ -195,7 +195,7 @@ class ModelItem(pytest.Item):
 
     def runtest(self) -> None:
         """Check the model against its committed snapshot (paths from the config's folder)."""
-        from .target import parse_shape
+        from initaudit.target import parse_shape
 
         shape = parse_shape(self.model.example_input) if self.model.example_input else None
         target = self.model.target

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import TargetError, UsageError
+from initaudit.errors import TargetError, UsageError
 
 BUILD_FUNCTION = "build_model"
 #: A spec ending in one of these names a snapshot (manifest or values), never a model.

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from initaudit import snapshot
-from initaudit.check import check_snapshot, find_committed
+from initaudit.diff.check import check_snapshot, find_committed
 
 from .conftest import ROOT, run_cli
 

@@ -14,8 +14,9 @@ import torch
 
 from initaudit import snapshot as snap_mod
 from initaudit.audit import rerun_fresh
-from initaudit.environments import TorchEnv, child_environ, freeze_in
+from initaudit.envs.environments import TorchEnv, child_environ, freeze_in
 from initaudit.errors import InitAuditError, TargetError
+from initaudit.freeze import freeze
 from initaudit.target import resolve
 
 from .conftest import EXAMPLES, ROOT
@@ -220,7 +221,7 @@ v1 = nn.Linear
 def test_snapshot_path_with_colon_is_read_never_imported(cli, tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "evil.py").write_text(_EVIL)
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")), 0)
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")), 0)
     snap_mod.write(snap, tmp_path / "c" / "evil.py:v1" / "m.json")
     marker = tmp_path / "c" / "MARKER"
 

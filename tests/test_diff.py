@@ -17,7 +17,8 @@ from initaudit import snapshot
 from initaudit._cli import main
 from initaudit.diff import diff_snapshots, report_to_json, value_error
 from initaudit.errors import UsageError
-from initaudit.render_diff import diff_markdown, diff_plain
+from initaudit.freeze import freeze as freeze_target
+from initaudit.render.diff import diff_markdown, diff_plain
 
 from .conftest import ROOT, ZERO_BIAS, run_cli
 
@@ -458,9 +459,9 @@ def test_gpt2_from_transformers_recipe_drift():
             spec="gpt2.py", name="build", builder=lambda: transformers.GPT2LMHeadModel(config)
         )
 
-    base, _ = snapshot.freeze(target(0.02), 0)
-    again, _ = snapshot.freeze(target(0.02), 0)
-    wider, _ = snapshot.freeze(target(0.05), 0)
+    base, _ = freeze_target(target(0.02), 0)
+    again, _ = freeze_target(target(0.02), 0)
+    wider, _ = freeze_target(target(0.05), 0)
     same = diff_snapshots(base, again)
     assert same.verdict == "identical" and same.root_cause is None and len(same.tensors) == 28
     report = diff_snapshots(base, wider)

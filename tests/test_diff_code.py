@@ -12,7 +12,8 @@ from torch import nn
 from initaudit import snapshot
 from initaudit._cli import main
 from initaudit.diff import diff_snapshots, report_to_json
-from initaudit.render_diff import diff_markdown, diff_plain
+from initaudit.freeze import freeze
+from initaudit.render.diff import diff_markdown, diff_plain
 from initaudit.target import Target
 
 from .conftest import ROOT, run_cli
@@ -111,7 +112,7 @@ class _NewChanged(_New):
 
 
 def _snap(cls):
-    snap, _ = snapshot.freeze(Target(spec="refactor.py", name="build", builder=cls), 0)
+    snap, _ = freeze(Target(spec="refactor.py", name="build", builder=cls), 0)
     return snap
 
 

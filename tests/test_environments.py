@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from initaudit import environments as E
+from initaudit.envs import environments as E
 from initaudit.errors import EnvironmentSetupError, UsageError
 from tests.conftest import EXAMPLES, run_cli
 
@@ -115,7 +115,7 @@ def test_wheel_of_the_running_initaudit(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         record = zf.read(next(n for n in names if n.endswith("RECORD"))).decode()
-    assert "initaudit/__init__.py" in names and "initaudit/environments.py" in names
+    assert "initaudit/__init__.py" in names and "initaudit/envs/environments.py" in names
     assert not any("__pycache__" in n for n in names)
     assert "initaudit/__init__.py,sha256=" in record
 
@@ -352,7 +352,7 @@ def test_no_network_says_so(tmp_path):
 
 def test_ctrl_c_during_install_leaves_nothing_half_made(tmp_path):
     env_dir = tmp_path / "envs"
-    full_env = dict(os.environ, PYTHONPATH=str(Path(E.__file__).parent.parent), NO_COLOR="1")
+    full_env = dict(os.environ, PYTHONPATH=str(Path(E.__file__).parent.parent.parent), NO_COLOR="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "initaudit", "matrix", str(EXAMPLES / "mlp.py"),
          "--torch", VERSION, "--torch", VERSION, "--env-dir", str(env_dir)],

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from initaudit import snapshot
 from initaudit.audit import inspect_target
-from initaudit.render import origin_text
+from initaudit.freeze import freeze
+from initaudit.render.console import origin_text
 from initaudit.target import Target
 
 transformers = pytest.importorskip("transformers")
@@ -34,7 +34,7 @@ def _target(where):
 
 
 def test_loaded_tensors_name_their_file_and_new_ones_their_init(checkpoint):
-    snap, _ = snapshot.freeze(_target(checkpoint), 0)
+    snap, _ = freeze(_target(checkpoint), 0)
     by = {t["name"]: t for t in snap.tensors}
     q = by["bert.encoder.layer.0.attention.self.query.weight"]
     assert q["origin"] == "loaded"
@@ -67,7 +67,7 @@ def test_a_storage_argument_is_recorded_by_size_not_by_every_byte():
             m.weight.set_(torch.ones(4).untyped_storage(), 0, (2, 2), (2, 1))
         return m
 
-    snap, _ = snapshot.freeze(Target(spec="setter.py", name="build", builder=build), 0)
+    snap, _ = freeze(Target(spec="setter.py", name="build", builder=build), 0)
     (w,) = [t for t in snap.tensors if t["name"] == "weight"]
     sets = [e for e in w["events"] if e["op"] == "set_"]
     assert sets and all(e["args"].get("source") == "<storage 16 bytes>" for e in sets), sets

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from initaudit import environments as E
+from initaudit.envs import environments as E
+from initaudit.envs.matrix import build_columns, gather, running_torch
 from initaudit.errors import UsageError
-from initaudit.matrix import build_columns, gather, running_torch
 from tests.conftest import EXAMPLES, ROOT, run_cli
 from tests.test_environments import VERSION, pip_lines, session_env_dir
 

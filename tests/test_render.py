@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from initaudit import audit, render, render_audit, snapshot
+from initaudit import audit, snapshot
 from initaudit._cli import main
 from initaudit.diff import diff_snapshots
-from initaudit.render_diff import diff_markdown, diff_plain
+from initaudit.render import audit as render_audit
+from initaudit.render import console as render
+from initaudit.render.diff import diff_markdown, diff_plain
 
 from .conftest import ROOT, run_cli
 

@@ -43,7 +43,7 @@ def test_github_is_the_default_under_actions_and_identical_says_nothing(tmp_path
 
 
 def test_workflow_command_escaping():
-    from initaudit.render_github import escape_data, escape_property, location
+    from initaudit.render.github import escape_data, escape_property, location
 
     assert escape_property("a:b,c%") == "a%3Ab%2Cc%25"
     assert escape_data("x\ny%") == "x%0Ay%25"

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from initaudit import codegen, rewrite
+from initaudit import codegen
+from initaudit.codegen import rewrite
 from initaudit.errors import AuditFailure
 
 from .conftest import ROOT, run_cli

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from initaudit import schema, snapshot
+from initaudit import snapshot
 from initaudit._cli import main
+from initaudit.freeze import freeze
+from initaudit.snapshot import schema
 from initaudit.target import resolve
 
 from .conftest import EXAMPLES, ROOT
@@ -58,7 +60,7 @@ def test_committed_snapshots_match_the_schema(path):
 def test_the_writers_manifest_matches_the_schema():
     """What build_manifest writes (with every optional part: events, orphan draws, aliases)."""
     for example in ("highway.py", "cnn.py", "mlp.py"):
-        snap, _ = snapshot.freeze(resolve(str(EXAMPLES / example), {}), seed=3)
+        snap, _ = freeze(resolve(str(EXAMPLES / example), {}), seed=3)
         schema.validate_manifest(json.loads(snapshot.manifest_text(snap.manifest)))
 
 

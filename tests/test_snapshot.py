@@ -10,7 +10,9 @@ from safetensors import safe_open
 
 from initaudit import snapshot as snap_mod
 from initaudit.errors import OutputError, SnapshotError
+from initaudit.freeze import freeze
 from initaudit.target import resolve
+from initaudit.tensors import tensor_hash
 
 from .conftest import EXAMPLES, ROOT
 
@@ -30,7 +32,7 @@ def _gpt2_file(tmp_path):
 def test_freeze_roundtrip_bitwise_against_plain_build(example, tmp_path):
     spec = str(_gpt2_file(tmp_path)) if example == "gpt2" else str(EXAMPLES / example)
     target = resolve(spec)
-    snap, _ = snap_mod.freeze(target, seed=3)
+    snap, _ = freeze(target, seed=3)
     path = snap_mod.write(snap, tmp_path / "s.json")
     loaded = snap_mod.read(path)
     torch.manual_seed(3)
@@ -43,7 +45,7 @@ def test_freeze_roundtrip_bitwise_against_plain_build(example, tmp_path):
         got = values[aliases.get(key, key)]
         assert torch.equal(expected, got), key
         entry = names[aliases.get(key, key)]
-        assert entry["hash"] == snap_mod.tensor_hash(expected)
+        assert entry["hash"] == tensor_hash(expected)
         assert entry["origin"] in ("default", "library", "user")
         assert entry["events"], key
     # the safetensors file holds one entry per primary tensor (tied tensors stored once)
@@ -52,13 +54,13 @@ def test_freeze_roundtrip_bitwise_against_plain_build(example, tmp_path):
 
 
 def test_tied_weights_stored_once(tmp_path):
-    snap, _ = snap_mod.freeze(resolve(str(_gpt2_file(tmp_path))), seed=0)
+    snap, _ = freeze(resolve(str(_gpt2_file(tmp_path))), seed=0)
     wte = next(t for t in snap.tensors if t["name"] == "transformer.wte.weight")
     assert wte["aliases"] == ["lm_head.weight"]
 
 
 def test_manifest_fields(tmp_path):
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")), seed=0)
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")), seed=0)
     m = snap.manifest
     assert m["format"] == "initaudit.snapshot" and m["format_version"] == 1
     assert m["seed"] == 0 and m["target"]["name"] == "Net" and m["target"]["slug"] == "mlp"
@@ -88,7 +90,7 @@ def test_manifest_fields(tmp_path):
 
 
 def test_digest_only_writes_manifest_alone(tmp_path):
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     path = snap_mod.write(snap, tmp_path / "d.json", digest_only=True)
     assert path.exists() and snap_mod.values_path_for(path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json"]
@@ -97,7 +99,7 @@ def test_digest_only_writes_manifest_alone(tmp_path):
 
 
 def test_no_overwrite_without_force_and_no_partial_files(tmp_path):
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     path = snap_mod.write(snap, tmp_path / "s.json")
     with pytest.raises(OutputError, match="--force"):
         snap_mod.write(snap, path)
@@ -114,7 +116,7 @@ def test_no_overwrite_without_force_and_no_partial_files(tmp_path):
 
 
 def test_snapshot_files_are_not_pickle(tmp_path):
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     path = snap_mod.write(snap, tmp_path / "s.json")
     json.loads(path.read_text())
     raw = snap_mod.values_path_for(path).read_bytes()
@@ -136,7 +138,7 @@ def test_reading_a_pickle_never_unpickles(tmp_path):
 
 
 def test_tampered_values_are_caught(tmp_path):
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     path = snap_mod.write(snap, tmp_path / "s.json")
     from safetensors.torch import load_file, save_file
 
@@ -154,7 +156,7 @@ def test_tampered_values_are_caught(tmp_path):
 def test_reshaped_values_are_caught(tmp_path):
     """Same bytes under another shape (an edited header) is tampering too: a hash alone
     would not see it."""
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     path = snap_mod.write(snap, tmp_path / "s.json")
     from safetensors.torch import load_file, save_file
 
@@ -169,7 +171,7 @@ def test_reshaped_values_are_caught(tmp_path):
 def test_values_file_is_content_addressed_and_named_by_the_manifest(tmp_path):
     """The values file is NAME.<16 hex of its sha256>.safetensors, named in the manifest; a
     values file of that NAME that no manifest names is a leftover and the next write removes it."""
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     leftover = tmp_path / "s.0123456789abcdef.safetensors"
     leftover.write_bytes(b"half of an earlier run")
     other = tmp_path / "other.0123456789abcdef.safetensors"  # another snapshot's: kept
@@ -182,7 +184,7 @@ def test_values_file_is_content_addressed_and_named_by_the_manifest(tmp_path):
     assert not leftover.exists() and other.exists()
     assert list(snap_mod.verify_values(snap_mod.read(path)))  # the new values, hash-checked
     # another seed: a new values file; the one the manifest no longer names is removed
-    snap1, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")), seed=1)
+    snap1, _ = freeze(resolve(str(EXAMPLES / "mlp.py")), seed=1)
     snap_mod.write(snap1, path, force=True)
     new = json.loads(path.read_text())["values"]["file"]
     assert new != info["file"] and not (tmp_path / info["file"]).exists()
@@ -200,7 +202,7 @@ def test_old_layout_snapshots_read_and_are_replaced_cleanly(tmp_path):
     shutil.copy(src.with_suffix(".safetensors"), tmp_path / src.with_suffix(".safetensors").name)
     old = snap_mod.read(tmp_path / src.name)
     assert list(snap_mod.verify_values(old))
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     snap_mod.write(snap, tmp_path / src.name, force=True)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted([src.name, snap_mod.values_path_for(tmp_path / src.name).name])
@@ -208,7 +210,7 @@ def test_old_layout_snapshots_read_and_are_replaced_cleanly(tmp_path):
 
 def test_a_manifest_path_must_end_in_json(tmp_path, cli):
     """``--out x.safetensors`` used to write the manifest over its own values file."""
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     for name in ("x.safetensors", "x.txt", ".json"):
         with pytest.raises(OutputError, match=r"must end in \.json"):
             snap_mod.write(snap, tmp_path / name)
@@ -224,7 +226,7 @@ def test_a_manifest_path_must_end_in_json(tmp_path, cli):
 def test_long_manifest_names_write_and_read(tmp_path, length):
     """A 250-character --out name used to fail: the temp name passed 255 bytes. Derived names
     (values file, temp files) are hash-shortened."""
-    snap, _ = snap_mod.freeze(resolve(str(EXAMPLES / "mlp.py")))
+    snap, _ = freeze(resolve(str(EXAMPLES / "mlp.py")))
     path = tmp_path / ("é" * 10 + "a" * (length - 25) + ".json")  # é is 2 bytes: 250/255 bytes
     assert len(path.name.encode()) == length
     snap_mod.write(snap, path)

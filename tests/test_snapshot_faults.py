@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from initaudit import snapshot as snap_mod
-from initaudit.check import check_snapshot
+from initaudit.diff.check import check_snapshot
 from initaudit.errors import OutputError, SnapshotError
+from initaudit.freeze import freeze
 from initaudit.target import resolve
 
 from .conftest import EXAMPLES, ROOT, run_cli
@@ -36,7 +37,7 @@ WRITES_EACH = 12
 def two_snapshots():
     """Two real snapshots of the highway example (seeds 0 and 1) that differ in every value."""
     target = resolve(str(EXAMPLES / "highway.py"))
-    return snap_mod.freeze(target, seed=0)[0], snap_mod.freeze(target, seed=1)[0]
+    return freeze(target, seed=0)[0], freeze(target, seed=1)[0]
 
 
 def _which(path: Path, snaps) -> int:
@@ -153,7 +154,7 @@ def test_concurrent_cli_check_update_and_freeze_force(tmp_path):
     freeze --force seed 0 and 1): all succeed and the final pair is consistent."""
     path = tmp_path / "mlp.json"
     mlp = str(EXAMPLES / "mlp.py")
-    snap_mod.write(snap_mod.freeze(resolve(mlp))[0], path)
+    snap_mod.write(freeze(resolve(mlp))[0], path)
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
     env.pop("INITAUDIT_DEBUG", None)
     commands = [
@@ -211,7 +212,7 @@ def test_enospc_leaves_the_old_pair_and_no_temp_files(small_tmpfs, example):
     values, so the old writer, which freed the old values by renaming over them, failed at the
     manifest and left new values beside the old manifest.)"""
     target = resolve(str(EXAMPLES / example))
-    snaps = (snap_mod.freeze(target, seed=0)[0], snap_mod.freeze(target, seed=1)[0])
+    snaps = (freeze(target, seed=0)[0], freeze(target, seed=1)[0])
     path = small_tmpfs / "m.json"
     snap_mod.write(snaps[0], path)
     need = path.stat().st_size + snap_mod.values_path_for(path).stat().st_size

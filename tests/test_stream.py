@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from initaudit import snapshot, stream, target
-from initaudit.stream import StreamError
+from initaudit import snapshot, target
+from initaudit.errors import StreamError
+from initaudit.freeze import freeze
+from initaudit.freeze.stream import stream_freeze
+from initaudit.snapshot.values import write_safetensors
+from initaudit.trace.meta import estimate_bytes, meta_size, meta_trace, replay
 
 from .conftest import EXAMPLES
 
@@ -29,8 +33,8 @@ SPECS = [
 
 def _compare(spec: str, seed: int = 0) -> tuple[dict, dict]:
     tg = target.resolve(spec, {})
-    real, _ = snapshot.freeze(tg, seed)
-    streamed, result = stream.stream_freeze(tg, seed)
+    real, _ = freeze(tg, seed)
+    streamed, result = stream_freeze(tg, seed)
     assert result.ops > 0
     return real.manifest, streamed.manifest
 
@@ -62,8 +66,8 @@ def test_tied_weights_stay_one_entry_with_aliases() -> None:
 def test_the_streamed_digest_changes_with_the_seed() -> None:
     """A check that cannot fail is a defect: another seed gives other digests."""
     tg = target.resolve(f"{MODELS}:TinyViT", {})
-    s0, _ = stream.stream_freeze(tg, 0)
-    s1, _ = stream.stream_freeze(tg, 1)
+    s0, _ = stream_freeze(tg, 0)
+    s1, _ = stream_freeze(tg, 1)
     h0 = {t["name"]: t["hash"] for t in s0.manifest["tensors"]}
     h1 = {t["name"]: t["hash"] for t in s1.manifest["tensors"]}
     assert h0["pos_embed"] != h1["pos_embed"]
@@ -72,26 +76,26 @@ def test_the_streamed_digest_changes_with_the_seed() -> None:
 
 def test_the_meta_trace_allocates_no_values() -> None:
     tg = target.resolve(f"{MODELS}:llama_tiny", {})
-    trace, tracer = stream.meta_trace(tg.build, 0)
+    trace, tracer = meta_trace(tg.build, 0)
     assert all(tt.tensor.device.type == "meta" for tt in trace.tensors)
-    assert stream.estimate_bytes(trace) == stream.meta_size(tg.build, None)
+    assert estimate_bytes(trace) == meta_size(tg.build, None)
     assert len(tracer.program) > 0
 
 
 def test_a_build_that_reads_values_is_refused_clearly() -> None:
     tg = target.resolve(f"{MODELS}:ReadsValues", {})
     with pytest.raises(StreamError, match="meta device") as info:
-        stream.stream_freeze(tg, 0)
+        stream_freeze(tg, 0)
     assert "run the same command without --stream" in str(info.value)  # what to do instead
 
 
 def test_replay_frees_storages_as_it_goes() -> None:
     """Peak live storage during replay stays near the largest tensor, far below the model."""
     tg = target.resolve(f"{MODELS}:linear_stack", {})
-    trace, tracer = stream.meta_trace(tg.build, 0)
+    trace, tracer = meta_trace(tg.build, 0)
     done = []
-    result = stream.replay(trace, tracer, 0, on_tensor=lambda i, n, b, s: done.append(i))
-    model = stream.estimate_bytes(trace)
+    result = replay(trace, tracer, 0, on_tensor=lambda i, n, b, s: done.append(i))
+    model = estimate_bytes(trace)
     largest = max(tt.record.nbytes for tt in trace.tensors)
     assert result.nbytes == model
     assert largest <= result.peak_live_bytes <= 2 * largest < model / 4
@@ -107,7 +111,7 @@ def test_safetensors_writer_is_read_back_by_safetensors(tmp_path: Path) -> None:
         "c": torch.zeros(0, 5, dtype=torch.float64),
         "d": torch.arange(6, dtype=torch.int64)[::2],
     }
-    digest = stream.write_safetensors(tensors, tmp_path / "x.safetensors", {"format": "t"})
+    digest = write_safetensors(tensors, tmp_path / "x.safetensors", {"format": "t"})
     back = load_file(str(tmp_path / "x.safetensors"))
     assert set(back) == set(tensors)
     for k, v in tensors.items():

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from initaudit._cli import main
-from initaudit.tables import Column, elide, fold_name, layout
+from initaudit.render.tables import Column, elide, fold_name, layout
 
 from .conftest import EXAMPLES
 

@@ -12,9 +12,12 @@ import pytest
 import torch
 
 from initaudit import snapshot
-from initaudit.render import origin_text
+from initaudit.freeze import freeze
+from initaudit.libraries import Library, reset_file_cache
+from initaudit.libraries import classify_file as _classify_file
+from initaudit.render.console import origin_text
 from initaudit.target import Target, resolve
-from initaudit.trace import Library, _classify_file, reset_file_cache, trace_build
+from initaudit.trace import trace_build
 
 from .models import tinydist
 
@@ -23,7 +26,7 @@ TV = transformers.__version__
 
 
 def _entries(build, spec: str = "model.py") -> dict:
-    snap, _ = snapshot.freeze(Target(spec=spec, name="build", builder=build), 0)
+    snap, _ = freeze(Target(spec=spec, name="build", builder=build), 0)
     return snap.manifest
 
 
@@ -169,7 +172,7 @@ def test_old_snapshot_without_code_provenance_reads_and_diffs():
 
     old = snapshot.read(ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json")
     assert "libraries" not in old.environment
-    fresh, _ = snapshot.freeze(resolve(str(ROOT / "examples" / "mlp.py")), 0)
+    fresh, _ = freeze(resolve(str(ROOT / "examples" / "mlp.py")), 0)
     assert "libraries" in fresh.environment and "sources" in fresh.environment
     report = diff_snapshots(old, fresh)
     assert "libraries" not in report.environment and "sources" not in report.environment
@@ -178,7 +181,7 @@ def test_old_snapshot_without_code_provenance_reads_and_diffs():
 def test_inspect_counts_only_torch_defaults_as_kept_defaults(tiny_plain):
     """A tensor tinyinit set is neither the user's nor torch's: kept-default counts fc.bias only."""
     from initaudit.audit import inspect_target
-    from initaudit.render_audit import short_source
+    from initaudit.render.audit import short_source
 
     report = inspect_target(Target(spec="blk.py", name="blk", builder=tiny_plain.Block), 0, rerun=False)
     rows = {r.name: r for r in report.tensors}

@@ -29,6 +29,6 @@ def os_exit():
 def os_exit_in_fresh_process():
     """Build normally, except inside inspect's fresh-process rebuild, where it calls os._exit(0)."""
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if main_spec is not None and main_spec.name == "initaudit.audit":
+    if main_spec is not None and main_spec.name.startswith("initaudit.audit"):
         os._exit(0)
     return nn.Linear(3, 2)

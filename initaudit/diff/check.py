@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .diff import DiffReport, diff_snapshots
-from .errors import InitAuditError, SnapshotError
-from .snapshot import Snapshot, check_values_file, default_path, file_sha256, read, write
+from initaudit.diff.compare import DiffReport, diff_snapshots
+from initaudit.errors import InitAuditError, SnapshotError
+from initaudit.snapshot.read import Snapshot, check_values_file, file_sha256, read
+from initaudit.snapshot.write import default_path, write
 
 
 @dataclass

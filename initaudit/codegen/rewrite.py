@@ -22,10 +22,10 @@ from pathlib import Path
 import libcst as cst
 import torch
 
-from . import codegen
-from .errors import AuditFailure, TargetError, UsageError
-from .snapshot import atomic_write
-from .target import resolve
+from initaudit.codegen import program as codegen
+from initaudit.errors import AuditFailure, TargetError, UsageError
+from initaudit.snapshot.layout import atomic_write
+from initaudit.target import resolve
 
 STATE_VAR = "_initaudit_rng"
 MARKER = "# initaudit: explicit initialization"

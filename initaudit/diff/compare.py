@@ -29,9 +29,10 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
-from .recipes import describe_call, init_params
-from .snapshot import Snapshot, parse_dtype
+from initaudit.errors import SnapshotError, UsageError
+from initaudit.recipes import describe_call, init_params
+from initaudit.snapshot.read import Snapshot
+from initaudit.tensors import parse_dtype
 
 # torch is imported only where values are compared: a diff of identical snapshots reads two
 # manifests and compares digests, and should not pay ~1.5 s for ``import torch``.
@@ -342,7 +343,7 @@ def _same_record(ea: dict[str, Any], eb: dict[str, Any]) -> bool:
     return ea.get("init") == eb.get("init") and ea.get("draws") == eb.get("draws")
 
 
-def _init_text(entry: dict[str, Any] | None) -> str:
+def init_text(entry: dict[str, Any] | None) -> str:
     if entry is None:
         return "—"
     init = entry.get("init")
@@ -635,9 +636,9 @@ def _shape(e: dict[str, Any]) -> str:
 
 def _recipe_text(entry: dict[str, Any], init: _Init) -> str:
     if not init.has_events:
-        return _init_text(entry)
+        return init_text(entry)
     if len(init.recipe) == 1 and entry.get("init"):
-        return _init_text(entry)
+        return init_text(entry)
     return " then ".join(describe_call(call, dict(args)) for call, args in init.recipe) or "nothing"
 
 
@@ -681,7 +682,7 @@ def diff_snapshots(
             diffs[name] = TensorDiff(
                 name,
                 "added",
-                f"new tensor, {_shape(eb)} {eb['dtype']}, init {_init_text(eb)}",
+                f"new tensor, {_shape(eb)} {eb['dtype']}, init {init_text(eb)}",
                 after=eb,
                 own_change=True,
                 draws_changed=bool(inits_b[name].draws),
@@ -731,7 +732,7 @@ def diff_snapshots(
             diffs[name] = TensorDiff(
                 name,
                 "removed",
-                f"no longer exists (was {_shape(ea)} {ea['dtype']}, init {_init_text(ea)})",
+                f"no longer exists (was {_shape(ea)} {ea['dtype']}, init {init_text(ea)})",
                 before=ea,
                 own_change=True,
                 draws_changed=bool(inits_a[name].draws),
@@ -1028,7 +1029,6 @@ def _check_dtype(value: torch.Tensor, entry: dict[str, Any] | None) -> None:
     except ValueError:
         return
     if value.dtype != expected:  # the hash check passed, so this is a manifest inconsistency
-        from .errors import SnapshotError
 
         raise SnapshotError(f"{entry['name']}: stored dtype {value.dtype} is not {expected}")
 
@@ -1067,8 +1067,8 @@ def tensor_to_json(td: TensorDiff) -> dict[str, Any]:
         "reason": td.reason,
         "shape": list(e["shape"]),
         "dtype": e["dtype"],
-        "init_before": _init_text(td.before) if td.before is not None else None,
-        "init_after": _init_text(td.after) if td.after is not None else None,
+        "init_before": init_text(td.before) if td.before is not None else None,
+        "init_after": init_text(td.after) if td.after is not None else None,
         "own_change": td.own_change,
         "shifted_by": td.shifted_by,
         "within_tolerance": td.within_tolerance,

@@ -8,9 +8,10 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from . import render
-from .matrix import MatrixResult, PairResult
-from .render_diff import STYLE as _STYLE
+from initaudit.envs.matrix import MatrixResult, PairResult
+from initaudit.render import console as render
+from initaudit.render.diff import STYLE as _STYLE
+from initaudit.render.diff import environment_change_lines
 
 
 def note(message: str) -> None:
@@ -53,7 +54,6 @@ def tensor_rows(result: MatrixResult) -> list[tuple[str, str, list[str]]]:
 
 def env_changes(data: dict[str, Any]) -> list[str]:
     """``key: before → after`` for each environment key a pair's diff reports as changed."""
-    from .render_diff import environment_change_lines
 
     return environment_change_lines(data.get("environment") or {})
 

@@ -9,10 +9,10 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from .audit import AuditReport, TensorRow, init_text
-from .render import MAX_LINE, console, markup, print_json, safe
-from .tables import Column, layout
-from .trace import signature_of
+from initaudit.audit.inspect import AuditReport, TensorRow, init_text
+from initaudit.render.console import MAX_LINE, console, markup, print_json, safe
+from initaudit.render.tables import Column, layout
+from initaudit.trace.tracer import signature_of
 
 _ORIGIN_STYLE = {
     "default": "cyan",

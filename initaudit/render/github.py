@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .diff import DiffReport
-from .render_diff import diff_markdown, diff_text, verdict_line
+from initaudit.diff.compare import DiffReport
+from initaudit.render.diff import diff_markdown, diff_text, verdict_line
+from initaudit.render.matrix import matrix_markdown, matrix_text
 
 
 def escape_data(text: str) -> str:
@@ -89,7 +90,6 @@ def diff_github(report: DiffReport) -> None:
 def matrix_github(result: Any) -> None:
     """``diff DIR`` / ``matrix`` under Actions: each drifting step's annotations, the markdown
     report in the job summary, then the usual text."""
-    from .render_matrix import matrix_markdown, matrix_text
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:

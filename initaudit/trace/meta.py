@@ -16,188 +16,64 @@ Also here: :func:`write_safetensors`, a safetensors writer that hashes the file 
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import itertools
-import json
 import math
-import os
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import InitAuditError, OutputError, UsageError
-
-if TYPE_CHECKING:
-    from .snapshot import Snapshot
-    from .target import Target
-
-_META = torch.device("meta")
-_CPU = torch.device("cpu")
-
-
-#: What to do instead, said by every refusal that does not say it already.
-STREAM_INSTEAD = (
-    "run the same command without --stream: `freeze --digest-only` builds the model in "
-    "memory and keeps only the digests"
+from initaudit.errors import InitAuditError, StreamError
+from initaudit.tensors import tensor_hash, tensor_stats
+from initaudit.trace.record import Op, Ref, op_name, value_at
+from initaudit.trace.tracer import (
+    Event,
+    InitTracer,
+    build_context,
+    callsite,
+    jsonable,
+    rng_digest,
+    seeded,
+    trace_build,
 )
 
+if TYPE_CHECKING:
+    pass
 
-class StreamError(UsageError):
-    """The build cannot be replayed from a meta-device trace (exit code 2)."""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        if hint is None and "without --stream" not in message:
-            hint = STREAM_INSTEAD
-        super().__init__(message, hint=hint)
+
+
+
 
 
 # --------------------------------------------------------------------------- recording
 
 
-@dataclass(frozen=True)
-class Ref:
-    """A tensor argument of a recorded op: a view of storage ``rid``."""
-
-    rid: int
-    offset: int
-    size: tuple[int, ...]
-    stride: tuple[int, ...]
-    dtype: torch.dtype
 
 
-@dataclass
-class Op:
-    """One recorded ATen call: the op, its arguments (tensors as :class:`Ref`), its outputs."""
-
-    func: Any
-    args: Any
-    kwargs: Any
-    fresh: list[tuple[tuple[int, ...], Ref]]  # (path in the output, ref) of new storages
-    seqs: range  # the trace events this op emitted
-    random: bool
 
 
-def redirect_to_meta(func: Any, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Send an op that would allocate on the CPU to the meta device (the build code still sees
-    CPU as the default device, so code that skips init on meta, like transformers', runs it)."""
-    if func in _KEEP_ON_CPU:
-        return kwargs
-    dev = kwargs.get("device", _MISSING)
-    if dev is _MISSING:
-        if _leaves(args) or not any(a.name == "device" for a in func._schema.arguments):
-            return kwargs
-        dev = None
-    if dev is None or torch.device(dev).type == "cpu":
-        kwargs = dict(kwargs)
-        kwargs["device"] = _META
-    return kwargs
 
 
-_MISSING = object()
-_KEEP_ON_CPU = {torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default}
 
 
-def capture_externals(tracer: Any, args: Any, kwargs: Any) -> None:
-    """Before an op runs: keep the value of each real tensor that enters the build untraced."""
-    for t in _leaves((args, kwargs)):
-        if t.device.type == "meta" or tracer._lookup(t) is not None:
-            continue
-        key = tracer._key(t)
-        if key is not None and key not in tracer.external_values:
-            tracer.external_values[key] = t.untyped_storage().clone()
 
 
-def record_op(tracer: Any, func: Any, args: Any, kwargs: Any, out: Any, seq0: int) -> None:
-    """After an op that created or wrote a storage: append it, replayable, to the program."""
-
-    def ref(t: torch.Tensor) -> Ref:
-        rec = tracer._lookup(t)
-        if rec is None:
-            raise StreamError(f"{_op_name(func)} used a tensor the trace never saw")
-        key = tracer._key(t)
-        if key in tracer.external_values:
-            tracer.external_values[rec.rid] = tracer.external_values.pop(key)
-        elif rec.external and t.device.type == "meta" and rec.rid not in tracer.external_values:
-            # A value made outside any op on the meta device (torch.tensor(...)): unknown
-            # until an op overwrites all of it.
-            tracer.external_values[rec.rid] = rec.nbytes
-        return Ref(rec.rid, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-
-    targs, tkwargs = _template((args, kwargs), ref)
-    input_keys = {tracer._key(t) for t in _leaves((args, kwargs))}
-    fresh = [
-        (path, ref(t))
-        for path, t in _paths(out)
-        if tracer._key(t) not in input_keys and tracer._lookup(t) is not None
-    ]
-    tracer.program.append(
-        Op(
-            func=func,
-            args=targs,
-            kwargs=tkwargs,
-            fresh=fresh,
-            seqs=range(seq0, tracer._seq),
-            random=torch.Tag.nondeterministic_seeded in func.tags,
-        )
-    )
 
 
-def _op_name(func: Any) -> str:
-    return func._schema.name.split("::", 1)[-1]
 
 
-def _leaves(obj: Any) -> list[torch.Tensor]:
-    out: list[torch.Tensor] = []
-    stack = [obj]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, torch.Tensor):
-            out.append(x)
-        elif isinstance(x, (list, tuple)):
-            stack.extend(x)
-        elif isinstance(x, dict):
-            stack.extend(x.values())
-    return out
 
 
-def _paths(obj: Any, path: tuple[int, ...] = ()) -> list[tuple[tuple[int, ...], torch.Tensor]]:
-    if isinstance(obj, torch.Tensor):
-        return [(path, obj)]
-    if isinstance(obj, (list, tuple)):
-        out = []
-        for i, x in enumerate(obj):
-            out.extend(_paths(x, (*path, i)))
-        return out
-    return []
 
 
-def _template(obj: Any, ref: Callable[[torch.Tensor], Ref]) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return ref(obj)
-    if isinstance(obj, tuple):
-        return tuple(_template(x, ref) for x in obj)
-    if isinstance(obj, list):
-        return [_template(x, ref) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _template(v, ref) for k, v in obj.items()}
-    if isinstance(obj, torch.device) and obj.type == "meta":
-        return _CPU
-    return obj
 
 
-def _at(obj: Any, path: tuple[int, ...]) -> Any:
-    for i in path:
-        obj = obj[i]
-    return obj
 
 
 # --------------------------------------------------------------------------- replay
@@ -221,7 +97,6 @@ def meta_trace(
     build: Callable[[], torch.nn.Module], seed: int, dtype: torch.dtype | None = None
 ) -> tuple[Any, Any]:
     """Trace the build on the meta device with recording on; return ``(trace, tracer)``."""
-    from .trace import InitTracer, trace_build
 
     tracer = InitTracer(record=True)
     try:
@@ -292,12 +167,11 @@ def _record_whole_calls(tracer: Any) -> Iterator[None]:
 
 
 def _emit_call(tracer: Any, name: str, tensor: torch.Tensor, arguments: dict[str, Any]) -> None:
-    from .trace import Event, _callsite, _jsonable
 
     rec = tracer._lookup(tensor) or tracer._adopt(tensor)
-    cs = _callsite(sys._getframe(2), tensor, getattr(tracer, "files", None))
+    cs = callsite(sys._getframe(2), tensor, getattr(tracer, "files", None))
     tracer._call_id += 1
-    args = {k: _jsonable(v) for k, v in arguments.items() if k != "tensor"}
+    args = {k: jsonable(v) for k, v in arguments.items() if k != "tensor"}
     if args.get("generator") is None:
         args.pop("generator", None)
     gen = arguments.get("generator")
@@ -326,7 +200,6 @@ def _emit_call(tracer: Any, name: str, tensor: torch.Tensor, arguments: dict[str
 
 def meta_size(build: Callable[[], torch.nn.Module], dtype: torch.dtype | None) -> int | None:
     """Bytes of the model's tensors from an untraced meta build; None if it cannot build there."""
-    from .trace import build_context
 
     try:
         with build_context("meta", dtype):
@@ -366,8 +239,6 @@ def replay(
     for the random numbers it draws, but into a scratch buffer freed at once: a storage is held
     only while its value can still be read.
     """
-    from .snapshot import tensor_hash, tensor_stats
-    from .trace import rng_digest, seeded
 
     program: list[Op | Call] = tracer.program
     by_seq = {ev.seq: ev for ev in trace.events}
@@ -439,7 +310,7 @@ def replay(
                 out[rid] = storages[rid]
             else:
                 raise StreamError(
-                    f"{_op_name(op.func) if isinstance(op, Op) else op.fn.__name__} reads a value "
+                    f"{op_name(op.func) if isinstance(op, Op) else op.fn.__name__} reads a value "
                     "that entered the build outside any torch op on the meta device "
                     "(e.g. torch.tensor(...)); freeze without --stream"
                 )
@@ -490,7 +361,7 @@ def replay(
                     if (i, r.rid) in dead:
                         pending[r.rid] = sizes[r.rid]
                         continue
-                    real = _at(out, path)
+                    real = value_at(out, path)
                     if (
                         real.storage_offset() != r.offset
                         or tuple(real.stride()) != r.stride
@@ -530,7 +401,7 @@ def _accesses(op: Op | Call, sizes: dict[int, int]) -> list[tuple[int, str]]:
     refs = _refs((op.args, op.kwargs))
     out: dict[int, str] = {}
     first = op.args[0] if op.args and isinstance(op.args[0], Ref) else None
-    overwrites = _op_name(op.func).split(".")[0] in _OVERWRITES
+    overwrites = op_name(op.func).split(".")[0] in _OVERWRITES
     for r in refs:
         kind = "read"
         if (
@@ -606,145 +477,16 @@ def _materialize(obj: Any, view: Callable[[Ref], torch.Tensor]) -> Any:
     return obj
 
 
-def stream_freeze(
-    target: Any,
-    seed: int = 0,
-    *,
-    dtype: torch.dtype | None = None,
-    traced: tuple[Any, Any] | None = None,
-    on_tensor: Callable[[int, int, int, float], None] | None = None,
-) -> tuple[Any, StreamResult]:
-    """Freeze ``target`` in digest mode without holding the model: meta trace, then replay."""
-    from .snapshot import Snapshot, build_manifest
-
-    trace, tracer = traced if traced is not None else meta_trace(target.build, seed, dtype)
-    result = replay(trace, tracer, seed, on_tensor=on_tensor)
-    trace.rng_after = result.rng_after
-    manifest = build_manifest(
-        target, trace, seed, device="cpu", dtype=dtype, digests=result.digests
-    )
-    for entry in manifest["tensors"]:
-        entry["device"] = "cpu"
-    manifest["provenance"]["streamed"] = True
-    return Snapshot(manifest=manifest, values=None), result
 
 
-def available_bytes() -> int:
-    """Memory available to this process now (MemAvailable, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):  # pragma: no cover
-        return 1 << 62
 
 
 # --------------------------------------------------------------------------- safetensors
 
-_ST_DTYPES = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-    torch.complex64: "C64",
-}
-_CHUNK = 1 << 26
-_OVERLAP_FROM = 1 << 20  # bytes: hash and write larger tensors side by side
 
 
-def write_safetensors(
-    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
-) -> str:
-    """Write ``tensors`` as a safetensors file, hashing it while writing; return its sha256."""
-    from .snapshot import tensor_bytes
-
-    header: dict[str, Any] = {}
-    if metadata:
-        header["__metadata__"] = dict(metadata)
-    offset = 0
-    for name, t in tensors.items():
-        code = _ST_DTYPES.get(t.dtype)
-        if code is None:
-            raise OutputError(f"cannot store {name} of dtype {t.dtype} in safetensors")
-        n = t.numel() * t.element_size()
-        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, n + offset]}
-        offset += n
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    h = hashlib.sha256()
-    with open(path, "wb") as f, ThreadPoolExecutor(1) as pool:
-        head = struct.pack("<Q", len(raw)) + raw
-        h.update(head)
-        f.write(head)
-        for t in tensors.values():
-            mv = tensor_bytes(t)
-            if len(mv) < _OVERLAP_FROM:  # a thread hand-off costs more than hashing it
-                h.update(mv)
-                f.write(mv)
-                continue
-            for i in range(0, len(mv), _CHUNK):
-                chunk = mv[i : i + _CHUNK]
-                pending = pool.submit(h.update, chunk)  # hashlib releases the GIL
-                f.write(chunk)
-                pending.result()
-    return "sha256:" + h.hexdigest()
 
 
 # --------------------------------------------------------------------------- command line
 
 
-def freeze_digest(
-    target: Target,
-    seed: int,
-    *,
-    device: str = "cpu",
-    dtype: torch.dtype | None = None,
-    stream: bool,
-    quiet: bool = False,
-) -> Snapshot | None:
-    """``freeze --digest-only``: the streamed snapshot when asked for or when the model would
-    not fit in memory; None when the ordinary in-memory freeze should run instead."""
-    from . import render
-
-    if device != "cpu":
-        if stream:
-            raise StreamError(f"--stream replays on the CPU; it cannot build on --device {device}")
-        return None
-    torch_dtype = dtype
-    reporter = render.Reporter(enabled=not quiet)
-    if not stream:
-        # An untraced meta build (no values, no per-op tracing) tells the model's size.
-        need, have = meta_size(target.build, torch_dtype), available_bytes()
-        if need is None or need < 0.8 * have:
-            return None
-        render.warn(
-            f"{target.name} needs about {render.human_bytes(need)} and "
-            f"{render.human_bytes(have)} is available: streaming it one tensor at a time"
-        )
-    with reporter.stage(f"tracing {target.name} on the meta device"):
-        traced = meta_trace(target.build, seed, torch_dtype)
-    total = len(traced[0].tensors)
-    with reporter.stage(f"streaming {target.name}", total=total) as rep:
-
-        def progress(done: int, n: int, nbytes: int, seconds: float) -> None:
-            rate = nbytes / seconds if seconds > 0 else 0.0
-            rep.update(
-                done,
-                total=n,
-                text=f"streaming {target.name}: {render.human_bytes(nbytes)} hashed "
-                f"at {render.human_bytes(rate)}/s",
-            )
-
-        snap, _ = stream_freeze(target, seed, dtype=torch_dtype, traced=traced, on_tensor=progress)
-    return snap

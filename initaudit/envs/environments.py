@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import EnvironmentSetupError, UsageError
+from initaudit import __version__
+from initaudit.errors import EnvironmentSetupError, TargetError, UsageError
+from initaudit.provenance import ENV_REQUIREMENTS_VAR
 
 MIN_TORCH = "2.1"
 MARKER = "initaudit-env.json"
@@ -42,9 +43,6 @@ MARKER_FORMAT = "initaudit.env"
 ENV_DIR_VAR = "INITAUDIT_ENV_DIR"
 #: Set to 1 to build every environment from scratch instead of hard-linking torch-only ones.
 NO_LINK_VAR = "INITAUDIT_ENV_NO_LINK"
-#: Distributions (names separated by spaces or commas) whose installed versions a freeze
-#: records as ``provenance["env_requirements"]``: what a matrix column or CI job was made for.
-ENV_REQUIREMENTS_VAR = "INITAUDIT_ENV_REQUIREMENTS"
 LOG_NAME = "initaudit-envs.log"
 # initaudit's own dependencies besides torch, pinned to the running versions when known.
 # numpy: the tracer digests RNG states with Tensor.numpy().
@@ -130,35 +128,8 @@ def check_requirement(text: str, option: str = "--with") -> str:
     return str(req)
 
 
-def requirement_name(text: str) -> str:
-    """The canonical distribution name of a requirement (``Transformers==5`` → ``transformers``)."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(Requirement(text).name)
 
 
-def requested_versions() -> dict[str, str | None] | None:
-    """``{name: installed version}`` of the distributions ``$INITAUDIT_ENV_REQUIREMENTS`` names
-    (None for one not installed), or None when the variable is not set."""
-    from importlib import metadata
-
-    from packaging.utils import canonicalize_name
-
-    names = os.environ.get(ENV_REQUIREMENTS_VAR, "").replace(",", " ").split()
-    if not names:
-        return None
-    out: dict[str, str | None] = {}
-    for raw in names:
-        try:
-            name = requirement_name(raw)
-        except Exception:
-            name = canonicalize_name(raw)
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return dict(sorted(out.items()))
 
 
 def default_env_dir() -> Path:
@@ -272,7 +243,7 @@ def check_env(path: Path, marker: dict[str, Any]) -> str | None:
 
 
 def _package_dir() -> Path:
-    return Path(__file__).resolve().parent
+    return Path(__file__).resolve().parent.parent
 
 
 def _package_files() -> list[Path]:
@@ -791,7 +762,6 @@ def freeze_in(
     ``record`` names the distributions whose versions the snapshot's provenance records as
     ``env_requirements`` (the column's requirements); ``label`` names the column in errors.
     """
-    from .errors import TargetError
 
     where = label or f"torch {env.torch_version}"
     child = child_environ()

@@ -19,7 +19,6 @@ import math
 import os
 import random
 import sys
-import sysconfig
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,10 +28,12 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .errors import TargetError
-from .recipes import INIT_FUNCTIONS
-from .snapshot import tensor_bytes
-from .target import lazy_tensor_names
+from initaudit.errors import TargetError
+from initaudit.libraries import FILE_CLASS, SELF, STDLIB, TORCH, USER, classify_file
+from initaudit.recipes import INIT_FUNCTIONS
+from initaudit.target import lazy_tensor_names
+from initaudit.tensors import tensor_bytes
+from initaudit.trace.record import capture_externals, record_op, redirect_to_meta
 
 try:  # torch >= 2.0
     from torch.multiprocessing.reductions import StorageWeakRef
@@ -41,13 +42,6 @@ except ImportError:  # pragma: no cover - very old torch
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _TORCH_MODULES_DIR = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
-_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_STDLIB_DIRS = tuple(
-    {
-        os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep,
-        sysconfig.get_paths()["stdlib"] + os.sep,
-    }
-)
 
 _INIT_CODES: dict[Any, str] = {
     getattr(nn.init, n).__code__: n for n in INIT_FUNCTIONS if hasattr(nn.init, n)
@@ -230,13 +224,13 @@ def _leaves(obj: Any) -> Iterator[torch.Tensor]:
             yield from _leaves(item)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, torch.Tensor):
         return f"<tensor {tuple(value.shape)}>"
     if isinstance(value, (torch.dtype, torch.device, torch.layout, torch.memory_format)):
@@ -263,127 +257,6 @@ class _CallSite:
         self.lib_site: str | None = None
 
 
-@dataclass(frozen=True)
-class Library:
-    """The installed distribution that owns a source file, and the file's path inside it."""
-
-    name: str
-    version: str | None
-    path: str  # inside the distribution's package: ``models/gpt2/modeling_gpt2.py``
-
-
-_TORCH, _SELF, _STDLIB, _USER = "torch", "self", "stdlib", "user"
-_SITE_DIRS = frozenset({"site-packages", "dist-packages"})
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-@functools.cache
-def _top_levels(entry: str) -> dict[str, Any]:
-    """Top-level import names → the (non-editable) distribution installed in one sys.path entry."""
-    import importlib.metadata as md
-
-    out: dict[str, Any] = {}
-    try:
-        dists = list(md.distributions(path=[entry]))
-    except OSError:  # pragma: no cover - unreadable folder
-        return out
-    for dist in dists:
-        if _editable_source(dist) is not None:
-            continue  # its files live elsewhere (see _editable_owner)
-        names = (dist.read_text("top_level.txt") or "").split()
-        if not names:
-            names = [
-                f.parts[0].removesuffix(".py")
-                for f in (dist.files or ())
-                if f.parts and not f.parts[0].endswith((".dist-info", ".egg-info", ".pth"))
-                and f.parts[0] != ".."
-            ]
-        for name in names:
-            out.setdefault(name, dist)
-    return out
-
-
-def _editable_source(dist: Any) -> str | None:
-    """The source folder of an editable install (PEP 610 ``direct_url.json``), else None."""
-    import json
-    from urllib.parse import unquote, urlparse
-
-    raw = dist.read_text("direct_url.json")
-    if not raw:
-        return None
-    try:
-        info = json.loads(raw)
-    except ValueError:
-        return None
-    if not (info.get("dir_info") or {}).get("editable"):
-        return None
-    url = urlparse(info.get("url", ""))
-    return os.path.realpath(unquote(url.path)) if url.scheme == "file" else None
-
-
-@functools.cache
-def _editables() -> tuple[tuple[str, Any], ...]:
-    """``(source folder, distribution)`` of every editable install on sys.path, longest first."""
-    import importlib.metadata as md
-
-    out = []
-    for dist in md.distributions():
-        src = _editable_source(dist)
-        if src is not None:
-            out.append((src, dist))
-    return tuple(sorted(out, key=lambda x: -len(x[0])))
-
-
-def _dist_name(dist: Any) -> str:
-    return str(dist.metadata["Name"] or "?")
-
-
-def _library_of(path: str, cwd: str) -> Library | None:
-    """The distribution owning ``path``, unless it is the user's (under ``cwd``, editable)."""
-    best = ""
-    for entry in sys.path:
-        root = os.path.realpath(entry or os.curdir)
-        if len(root) > len(best) and _under(path, root) and path != root:
-            best = root
-    in_project = _under(path, cwd) and not _SITE_DIRS.intersection(path.split(os.sep))
-    if best and not in_project:  # the project's own tree on sys.path (an egg-link, src/) is the user's
-        rel = os.path.relpath(path, best)
-        parts = rel.split(os.sep)
-        dist = _top_levels(best).get(parts[0].removesuffix(".py"))
-        if dist is not None:
-            inner = os.sep.join(parts[1:]) if len(parts) > 1 else rel
-            return Library(_dist_name(dist), dist.version, inner.replace(os.sep, "/"))
-    if in_project:
-        return None  # the user's project: its own files, or a package installed editable from it
-    for src, dist in _editables():
-        if _under(path, src):
-            rel = os.path.relpath(path, src).replace(os.sep, "/")
-            return Library(_dist_name(dist), dist.version, rel)
-    return None
-
-
-def _classify_file(filename: str) -> str | Library:
-    """``torch``, ``self``, ``stdlib``, ``user``, or the :class:`Library` owning the file."""
-    if filename.startswith(_TORCH_DIR):
-        return _TORCH
-    if filename.startswith(_HERE):
-        return _SELF
-    if filename.startswith("<") or (
-        # site-packages sits inside the stdlib folder in a non-venv install (/usr/local/lib/…)
-        filename.startswith(_STDLIB_DIRS) and not _SITE_DIRS.intersection(filename.split(os.sep))
-    ):
-        return _STDLIB
-    path = os.path.realpath(filename)
-    try:
-        cwd = os.path.realpath(os.getcwd())
-    except OSError:  # the working directory was removed
-        cwd = os.sep + "\0"  # under no path
-    lib = _library_of(path, cwd)
-    return lib if lib is not None else _USER
-
 
 def _qualname(code: Any) -> str:
     return getattr(code, "co_qualname", code.co_name)  # co_qualname: Python >= 3.11
@@ -403,7 +276,7 @@ def _writes_to(frame: Any, key: int | None) -> bool:
         return False
 
 
-def _callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | None = None) -> _CallSite:
+def callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | None = None) -> _CallSite:
     """Walk the Python stack from ``start`` outwards up to the first user frame.
 
     The innermost frame that is not torch's plumbing decides the origin: one in
@@ -416,7 +289,7 @@ def _callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | 
     """
     cs = _CallSite()
     frame = start
-    classify_cache = _FILE_CLASS
+    classify_cache = FILE_CLASS
     decided = False
     helper: Any = None  # the outermost library helper frame so far
     in_helpers = True
@@ -434,23 +307,23 @@ def _callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | 
         fname = code.co_filename
         cls = classify_cache.get(fname)
         if cls is None:
-            cls = classify_cache[fname] = _classify_file(fname)
-        if cls is _TORCH:
+            cls = classify_cache[fname] = classify_file(fname)
+        if cls is TORCH:
             if not decided and fname.startswith(_TORCH_MODULES_DIR):
                 cs.origin = "default"
                 decided = True
                 owner = frame.f_locals.get("self")
                 if isinstance(owner, nn.Module):
                     cs.scope = f"{type(owner).__name__}.{code.co_name}"
-        elif cls is _USER:
+        elif cls is USER:
             cs.site = f"{fname}:{frame.f_lineno}"
             if files is not None:
                 files.add(fname)
             break
-        elif cls is _SELF:
+        elif cls is SELF:
             if decided:
                 break  # back in initaudit (the target's builder): past the build's own code
-        elif cls is not _STDLIB:  # a Library
+        elif cls is not STDLIB:  # a Library
             if files is not None:
                 files.add(fname)
             if not decided:
@@ -483,20 +356,18 @@ def _callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | 
     return cs
 
 
-_FILE_CLASS: dict[str, str | Library] = {}
-
 
 def _init_args(frame: Any, skip_first: bool = False) -> dict[str, Any]:
     code = frame.f_code
     n = code.co_argcount + code.co_kwonlyargcount
     names = code.co_varnames[1 if skip_first else 0 : n]
     f_locals = frame.f_locals
-    out = {k: _jsonable(f_locals[k]) for k in names if k != "tensor" and k in f_locals}
+    out = {k: jsonable(f_locals[k]) for k in names if k != "tensor" and k in f_locals}
     if skip_first:
         return {k: v for k, v in out.items() if v is not None}
     for k in _DERIVED_LOCALS:
         if k in f_locals and k not in out and isinstance(f_locals[k], (int, float)):
-            out[k] = _jsonable(f_locals[k])
+            out[k] = jsonable(f_locals[k])
     if out.get("generator") is None:
         out.pop("generator", None)
     return out
@@ -515,7 +386,7 @@ def _aten_args(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict
             continue
         if value is None or name in ("layout", "pin_memory", "memory_format"):
             continue
-        out[name] = _jsonable(value)
+        out[name] = jsonable(value)
     return out
 
 
@@ -602,7 +473,6 @@ class InitTracer(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
         if self.program is not None:
-            from .stream import redirect_to_meta
 
             kwargs = redirect_to_meta(func, args, kwargs)
         random_op = _is_random(func)
@@ -620,14 +490,12 @@ class InitTracer(TorchDispatchMode):
                     rng_digest(dgen) if dgen is not None and device.type != "meta" else None
                 )
         if self.program is not None:
-            from .stream import capture_externals
 
             capture_externals(self, args, kwargs)
         seq0 = self._seq
         out = func(*args, **kwargs)
         self._observe(func, args, kwargs, out, rng, rng_before)
         if self.program is not None and self._seq > seq0:
-            from .stream import record_op
 
             record_op(self, func, args, kwargs, out, seq0)
         return out
@@ -687,7 +555,7 @@ class InitTracer(TorchDispatchMode):
         return rec
 
     def _site(self, target: torch.Tensor | None = None) -> _CallSite:
-        cs = _callsite(sys._getframe(3), target, self.files)
+        cs = callsite(sys._getframe(3), target, self.files)
         if cs.frame is not None:
             if cs.frame is not self._call_frame:
                 self._call_frame = cs.frame
@@ -897,21 +765,3 @@ def signature_of(call: str) -> inspect.Signature | None:
     fn = getattr(nn.init, call, None)
     return inspect.signature(fn) if fn is not None and call in INIT_FUNCTIONS else None
 
-
-@functools.cache
-def library_version(name: str) -> str | None:
-    """The installed version of a distribution, or None when it is not installed."""
-    import importlib.metadata as md
-
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
-
-
-def reset_file_cache() -> None:
-    """Forget which distribution owns which file (after installing packages in this process)."""
-    _FILE_CLASS.clear()
-    _top_levels.cache_clear()
-    _editables.cache_clear()
-    library_version.cache_clear()

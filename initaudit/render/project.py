@@ -10,10 +10,11 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from . import render
-from .check import ProjectCheck
-from .diff import report_to_json
-from .render_diff import diff_markdown, diff_text
+from initaudit.diff.check import ProjectCheck
+from initaudit.diff.compare import report_to_json
+from initaudit.render import console as render
+from initaudit.render.diff import diff_markdown, diff_text
+from initaudit.render.github import annotations, escape_data, escape_property
 
 _STYLE = {
     "identical": "green",
@@ -133,7 +134,6 @@ def print_project(project: ProjectCheck, fmt: str) -> None:
         sys.stdout.write(project_markdown(project))
         sys.stdout.flush()
     elif fmt == "github":
-        from .render_github import annotations, escape_data, escape_property
 
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:

@@ -9,9 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from . import render
-from .diff import STATUSES, DiffReport, TensorDiff, report_to_json
-from .tables import Column, layout
+from initaudit.diff.compare import STATUSES, DiffReport, TensorDiff, init_text, report_to_json
+from initaudit.render import console as render
+from initaudit.render.tables import Column, layout
 
 STYLE = {
     "identical": "green",
@@ -66,10 +66,9 @@ def tensor_label(td: TensorDiff) -> str:
 
 def init_change(td: TensorDiff) -> str:
     """``before → after`` when the init text changed, else the init text."""
-    from .diff import _init_text
 
-    a = _init_text(td.before) if td.before is not None else None
-    b = _init_text(td.after) if td.after is not None else None
+    a = init_text(td.before) if td.before is not None else None
+    b = init_text(td.after) if td.after is not None else None
     if a is None:
         return f"→ {b}"
     if b is None:

@@ -29,13 +29,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from . import trace as trace_mod
-from .codegen_fold import fold
-from .errors import AuditFailure, InitAuditError, UsageError
-from .recipes import INIT_FUNCTIONS
-from .target import with_example_input as builder_for
-from .trace import Event, StorageRecord, TensorTrace, Trace
+from initaudit import __version__
+from initaudit.codegen.fold import fold
+from initaudit.errors import AuditFailure, InitAuditError, UsageError
+from initaudit.recipes import INIT_FUNCTIONS
+from initaudit.snapshot.layout import atomic_write
+from initaudit.target import with_example_input as builder_for
+from initaudit.tensors import tensor_bytes
+from initaudit.trace import tracer as trace_mod
+from initaudit.trace.tracer import Event, StorageRecord, TensorTrace, Trace
 
 _ALIAS_OVER = 56  # tensor paths longer than this go through a local name for their module
 #: ruff's and black's default, so the code passes `ruff format --check` in a project with no config.
@@ -267,8 +269,6 @@ def unfixed_by_torch_seed(
     constants of this one build: they cannot be made explicit.
     """
     import random
-
-    from .snapshot import tensor_bytes
 
     np = trace_mod._numpy()
     saved = (torch.get_rng_state(), random.getstate(), np.random.get_state() if np else None)
@@ -1510,7 +1510,6 @@ def explicit(
     Repeated blocks become loops unless ``unroll``; folded code that does not verify falls back
     to the unrolled form (which must verify).
     """
-    from .snapshot import atomic_write
 
     program = trace_program(
         target.build, seed, label=target.name, spec=target.spec, example_input=example_input

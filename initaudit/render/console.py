@@ -28,7 +28,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .tables import Column, layout
+from initaudit.recipes import library_text
+from initaudit.render.tables import Column, layout
+from initaudit.tensors import parse_dtype
 
 _CONSOLE: Console | None = None
 _ERR: Console | None = None
@@ -189,7 +191,6 @@ def origin_text(entry: dict[str, Any]) -> str:
     A library origin reads ``transformers 5.0.0 · GPT2PreTrainedModel._init_weights ·
     models/gpt2/modeling_gpt2.py:436``.
     """
-    from .recipes import library_text
 
     origin = entry["origin"]
     if origin == "default":
@@ -286,8 +287,6 @@ def freeze_summary(manifest: dict[str, Any], written: list[str]) -> None:
 @functools.cache
 def _itemsize(dtype: str) -> int:
     import torch
-
-    from .snapshot import parse_dtype
 
     try:
         return torch.empty((), dtype=parse_dtype(dtype)).element_size()

@@ -21,9 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import environments
-from .errors import InitAuditError, SnapshotError, UsageError
-from .snapshot import Snapshot, default_filename, move, read
+from initaudit.diff import compare as diff_mod
+from initaudit.diff.compare import report_to_json
+from initaudit.envs import environments
+from initaudit.errors import InitAuditError, SnapshotError, UsageError
+from initaudit.provenance import requirement_name
+from initaudit.snapshot.read import Snapshot, read
+from initaudit.snapshot.write import default_filename, move
 
 Log = Callable[[str], None]
 
@@ -110,7 +114,6 @@ def diff_pair(
     labels: tuple[str, str] | None = None,
 ) -> PairResult:
     """Diff two snapshots with :mod:`initaudit.diff` and keep its JSON form."""
-    from . import diff as diff_mod
 
     report = diff_mod.diff_snapshots(a, b, atol=atol, rtol=rtol)
     before, after = labels or (_version(a), _version(b))
@@ -119,7 +122,6 @@ def diff_pair(
 
 def diff_json(report: Any) -> dict[str, Any]:
     """The JSON form of a diff report, as ``initaudit diff --format json`` prints it."""
-    from .diff import report_to_json
 
     return report_to_json(report)
 
@@ -263,7 +265,7 @@ class Column:
     @property
     def names(self) -> tuple[str, ...]:
         """The distributions the column names, torch first."""
-        return ("torch", *(environments.requirement_name(r) for r in self.extra))
+        return ("torch", *(requirement_name(r) for r in self.extra))
 
 
 def running_torch() -> str:
@@ -321,7 +323,7 @@ def build_columns(
     common: dict[str, str] = {}
     for raw in extra:
         req = environments.check_requirement(raw, "--with")
-        name = environments.requirement_name(req)
+        name = requirement_name(req)
         if name in common:
             raise UsageError(f"--with names {name} twice ({common[name]!r}, {req!r})")
         common[name] = req
@@ -333,7 +335,7 @@ def build_columns(
         own: dict[str, str] = {}
         for raw in spec.split():
             req = environments.check_requirement(raw, option)
-            name = environments.requirement_name(req)
+            name = requirement_name(req)
             if name in own:
                 raise UsageError(f"{option} {spec!r} names {name} twice")
             if name in common:

@@ -6,7 +6,7 @@ RNG order (its final init, origin, RNG draws and statistics next to what the ini
 predicts) and a list of :class:`Finding` objects. :func:`inspect_target` builds a target under
 the tracer (materializing lazy modules with an example input if asked) and, unless told not to,
 rebuilds it in a fresh process where only torch is seeded, to catch values that the torch seed
-alone does not fix. Run as ``python -m initaudit.audit CONFIG OUT`` this module is that rebuild.
+alone does not fix. :mod:`initaudit.audit.rebuild` is that rebuild.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import TargetError, UsageError
-from .recipes import INIT_FUNCTIONS, library_text
-from .snapshot import Snapshot, build_manifest, tensor_hash
-from .target import Target, is_lazy, materialize_lazy, parse_shape
-from .trace import Trace, signature_of, trace_build
+from initaudit.errors import TargetError, UsageError
+from initaudit.freeze.manifest import build_manifest
+from initaudit.recipes import INIT_FUNCTIONS, library_text
+from initaudit.snapshot.read import Snapshot
+from initaudit.target import Target, is_lazy, materialize_lazy, parse_shape
+from initaudit.trace.tracer import Trace, signature_of, trace_build
 
 #: A sample statistic further than this many standard errors from the recipe is suspicious.
 SIGMA_THRESHOLD = 6.0
@@ -1228,7 +1229,7 @@ def rerun_fresh(
     )
     with tempfile.TemporaryDirectory(prefix="initaudit-rerun-") as tmp:
         out = Path(tmp) / "hashes.json"
-        cmd = [sys.executable, "-m", "initaudit.audit", json.dumps(config), str(out)]
+        cmd = [sys.executable, "-m", "initaudit.audit.rebuild", json.dumps(config), str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env)
         if proc.returncode != 0 or not out.is_file():
             raise TargetError(
@@ -1253,53 +1254,8 @@ def _rerun_failure(proc: subprocess.CompletedProcess[str]) -> str:
     return f"{how} or any message (does the model call os._exit()?)"
 
 
-def _rerun_entry(argv: list[str]) -> int:
-    """Run :func:`_rerun_main`; errors become one ``initaudit: error:`` line and exit code 2."""
-    import threading
-
-    from .errors import InitAuditError
-
-    try:
-        code = _rerun_main(argv)
-    except InitAuditError as exc:
-        print(f"initaudit: error: {exc}", file=sys.stderr)
-        code = 2
-    if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
-        # threads the model left running torch ops would abort at interpreter shutdown
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
 
 
-def _rerun_main(argv: list[str]) -> int:
-    """Entry point of the fresh-process rebuild: seed torch only, build, write tensor hashes."""
-    import random
-
-    from .snapshot import atomic_write, parse_dtype
-    from .target import resolve
-    from .trace import build_context, named_tensors
-
-    config, out = json.loads(argv[0]), Path(argv[1])
-    target = resolve(config["spec"], ast.literal_eval(config["kwargs"]))
-    dtype = parse_dtype(config["dtype"]) if config.get("dtype") else None
-    build = audit_builder(target, config.get("example_input"), [])
-    # What a training script that seeds only torch gets: Python's and NumPy's global RNGs start
-    # from fresh entropy, as they do in a new process.
-    random.seed(os.urandom(16))
-    try:
-        import numpy as np
-
-        np.random.seed(int.from_bytes(os.urandom(4), "little"))
-    except ImportError:  # pragma: no cover
-        pass
-    torch.manual_seed(config["seed"])
-    with build_context(config["device"], dtype):
-        model = build()
-    hashes = {name: tensor_hash(t) for name, _, t, _ in named_tensors(model)}
-    text = json.dumps(hashes)
-    atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return 0
 
 
 def inspect_target(
@@ -1359,5 +1315,3 @@ __all__ = [
 ]
 
 
-if __name__ == "__main__":  # the fresh-process rebuild
-    sys.exit(_rerun_entry(sys.argv[1:]))

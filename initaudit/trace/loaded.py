@@ -15,6 +15,9 @@ from typing import Any
 
 from torch import nn
 
+from initaudit.provenance import portable_path
+from initaudit.tensors import dtype_name, tensor_hash
+
 
 def checkpoint_files(model: nn.Module) -> list[Path]:
     """The local safetensors files the model says it was loaded from (``config._name_or_path``)."""
@@ -44,9 +47,6 @@ def loaded_tensors(model: nn.Module, entries: list[dict[str, Any]]) -> dict[str,
     if not files:
         return {}
     from safetensors import SafetensorError, safe_open
-
-    from .provenance import portable_path
-    from .snapshot import dtype_name, tensor_hash
 
     out: dict[str, dict[str, Any]] = {}
     for path in files:

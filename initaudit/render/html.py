@@ -16,15 +16,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, plots
-from .audit import AuditReport, TensorRow
-from .diff import STATUSES, DiffReport, TensorDiff
-from .matrix import MatrixResult
-from .render import origin_text
-from .render_audit import short_init, short_source
-from .render_diff import detail, environment_lines, init_change, rng_lines, root_cause_line
-from .render_diff import verdict_line as diff_verdict
-from .render_matrix import pair_summary, tensor_rows
+from initaudit import __version__
+from initaudit.audit.inspect import AuditReport, TensorRow
+from initaudit.diff.compare import STATUSES, DiffReport, TensorDiff
+from initaudit.envs.matrix import MatrixResult
+from initaudit.render import plots
+from initaudit.render.audit import short_init, short_source
+from initaudit.render.console import origin_text
+from initaudit.render.diff import detail, environment_lines, init_change, rng_lines, root_cause_line
+from initaudit.render.diff import verdict_line as diff_verdict
+from initaudit.render.matrix import pair_summary, tensor_rows
+from initaudit.snapshot.layout import atomic_write
 
 #: At most this many tensors get plots in one report (a note says when more were left out).
 MAX_PLOTS = 300
@@ -425,6 +427,5 @@ def write(text: str, out: Path | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from .snapshot import atomic_write
 
     atomic_write(Path(out), lambda tmp: tmp.write_text(text, encoding="utf-8"))

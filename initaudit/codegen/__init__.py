@@ -1,0 +1,23 @@
+"""Explicit init code: extract the init program of a build, render it as Python, verify, rewrite."""
+
+from initaudit.codegen.program import (
+    compare_model,
+    defaults_disabled,
+    explicit,
+    generate,
+    load_initializer,
+    trace_program,
+    verify,
+    verify_source,
+)
+
+__all__ = [
+    "compare_model",
+    "defaults_disabled",
+    "explicit",
+    "generate",
+    "load_initializer",
+    "trace_program",
+    "verify",
+    "verify_source",
+]

@@ -1,0 +1,50 @@
+"""Streamed freeze: meta-device trace, replay one tensor at a time, digests without holding the model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from initaudit.freeze.manifest import build_manifest
+from initaudit.snapshot.read import Snapshot
+from initaudit.trace.meta import StreamResult, meta_trace, replay
+
+
+def stream_freeze(
+    target: Any,
+    seed: int = 0,
+    *,
+    dtype: torch.dtype | None = None,
+    traced: tuple[Any, Any] | None = None,
+    on_tensor: Callable[[int, int, int, float], None] | None = None,
+) -> tuple[Any, StreamResult]:
+    """Freeze ``target`` in digest mode without holding the model: meta trace, then replay."""
+
+    trace, tracer = traced if traced is not None else meta_trace(target.build, seed, dtype)
+    result = replay(trace, tracer, seed, on_tensor=on_tensor)
+    trace.rng_after = result.rng_after
+    manifest = build_manifest(
+        target, trace, seed, device="cpu", dtype=dtype, digests=result.digests
+    )
+    for entry in manifest["tensors"]:
+        entry["device"] = "cpu"
+    manifest["provenance"]["streamed"] = True
+    return Snapshot(manifest=manifest, values=None), result
+
+
+def available_bytes() -> int:
+    """Memory available to this process now (MemAvailable, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # pragma: no cover
+        return 1 << 62
