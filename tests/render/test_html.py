@@ -15,7 +15,7 @@ import pytest
 
 from initaudit.snapshot import values_path_for
 
-from .conftest import EXAMPLES, MLP_SNAPSHOT, run_cli
+from ..conftest import EXAMPLES, MLP_SNAPSHOT, run_cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MLP = MLP_SNAPSHOT

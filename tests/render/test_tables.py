@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from initaudit._cli import main
 from initaudit.render.tables import Column, elide, fold_name, layout
 
-from .conftest import EXAMPLES
+from ..conftest import EXAMPLES
 
 GPT2 = """\
 from transformers import GPT2Config, GPT2LMHeadModel

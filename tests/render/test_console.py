@@ -19,7 +19,7 @@ from initaudit.render import audit as render_audit
 from initaudit.render import console as render
 from initaudit.render.diff import diff_markdown, diff_plain
 
-from .conftest import ROOT, run_cli
+from ..conftest import ROOT, run_cli
 
 MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
 EVIL = (

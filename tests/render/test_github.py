@@ -3,7 +3,7 @@ other drifted tensor, the markdown report in the job summary; the default under 
 
 from __future__ import annotations
 
-from .conftest import EXAMPLES, run_cli
+from ..conftest import EXAMPLES, run_cli
 
 
 def test_github_annotations_on_a_real_drift(zero_bias_drift, tmp_path):
