@@ -825,7 +825,7 @@ def explicit(
     the same state, without relying on torch's module defaults. The code is verified (bitwise,
     with torch defaults on and with them replaced by NaN) before anything is written.
     """
-    from initaudit.codegen import program as codegen
+    from initaudit.codegen import driver as codegen
 
     if device != "cpu" or dtype is not None:
         raise UsageError("explicit supports the default --device cpu and dtype only")

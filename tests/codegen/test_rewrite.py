@@ -13,7 +13,7 @@ from initaudit import codegen
 from initaudit.codegen import rewrite
 from initaudit.errors import AuditFailure
 
-from .conftest import ROOT, run_cli
+from ..conftest import ROOT, run_cli
 
 SEED_003 = ROOT / "examples" / "mlp.py"
 
