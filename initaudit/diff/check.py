@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from initaudit.diff.compare import DiffReport, diff_snapshots
+from initaudit.diff.compare import diff_snapshots
+from initaudit.diff.report import DiffReport
 from initaudit.errors import InitAuditError, SnapshotError
 from initaudit.snapshot.read import Snapshot, check_values_file, file_sha256, read
 from initaudit.snapshot.write import default_path, write
