@@ -210,7 +210,7 @@ def rerun_fresh(
         "example_input": example_input,
     }
     env = dict(os.environ)
-    pkg_root = str(Path(__file__).resolve().parent.parent)
+    pkg_root = str(Path(__file__).resolve().parents[2])  # the folder holding initaudit/
     env["PYTHONPATH"] = os.pathsep.join(
         [pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )

@@ -15,3 +15,22 @@ def test_numpy_global_rng_is_nondeterministic():
     data = inspect_json(str(MODELS / "numpy_init.py"), "--no-rerun", check=1)
     f = finding_of(data, "nondeterministic", "error")
     assert "NumPy" in f["message"] and "head.weight" in f["tensors"]
+
+
+STDLIB_TRACE = """\
+import trace
+
+from torch import nn
+
+
+def build_model():
+    trace.CoverageResults  # the standard library's module, not initaudit's trace package
+    return nn.Linear(3, 2)
+"""
+
+
+def test_fresh_process_rebuild_sees_the_standard_library_unshadowed(tmp_path):
+    """The rebuild puts the folder holding ``initaudit`` on its path, not the package itself."""
+    (tmp_path / "uses_trace.py").write_text(STDLIB_TRACE)
+    data = inspect_json(str(tmp_path / "uses_trace.py"), check=0)
+    assert data["rerun"]["ran"] and data["rerun"]["differing"] == []
