@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from initaudit.diff.compare import diff_snapshots
 from initaudit.diff.report import DiffReport
 from initaudit.errors import InitAuditError, SnapshotError
@@ -43,8 +45,6 @@ class CheckResult:
 
 
 def _version_key(snap: Snapshot) -> Any:
-    from packaging.version import InvalidVersion, Version
-
     version = str(snap.environment.get("torch"))
     try:
         return (1, Version(version), "")

@@ -75,5 +75,3 @@ def test_user_source_change_is_named_instead(tmp_path):
     assert "your source model.py changed" in diff_plain(report)
     assert set(report.environment["sources"]) == {"model.py"}
     assert report_to_json(report)["root_cause_detail"]["source"]["path"] == "model.py"
-
-
