@@ -939,7 +939,7 @@ def inspect(
     TARGET is a model (path/to/file.py[:NAME] or package.module:NAME) or a snapshot .json
     written by `initaudit freeze` (audited as recorded: no rebuild, no lazy check).
     """
-    from initaudit.audit import inspect as audit_mod
+    from initaudit import audit as audit_mod
     from initaudit.render import audit as render_audit
     from initaudit.target import SNAPSHOT_SUFFIXES
 

@@ -8,10 +8,13 @@ import shutil
 import time
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from initaudit import snapshot
+from initaudit._cli import main
 from initaudit.diff.check import check_snapshot, find_committed
 
-from .conftest import ROOT, run_cli
+from ..conftest import ROOT, run_cli
 
 MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
 ZERO_BIAS = "        T.nn.init.zeros_(self.hid2.bias)  # a deliberate change\n"
@@ -107,3 +110,35 @@ def test_update_keeps_older_versions(tmp_path):
     assert result.written == tmp_path / "snapshots" / "mlp" / MLP.name
     assert old.exists() and result.written.exists()
     assert find_committed(fresh, tmp_path / "snapshots") == result.written
+
+
+REFACTOR = """from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.{a} = nn.Linear(4, 4)
+        self.{b} = nn.Linear(4, 2)
+"""
+
+
+def test_check_allow_renames_accepts_a_refactor_that_only_renames(tmp_path, monkeypatch):
+    """check --allow-renames: exit 0 for renamed-only tensors; without it, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(REFACTOR.format(a="enc", b="dec"))
+    runner = CliRunner()
+    made = runner.invoke(main, ["freeze", "net.py", "--out", "snap.json", "-q"])
+    assert made.exit_code == 0, made.output
+    (tmp_path / "net.py").write_text(REFACTOR.format(a="encoder", b="decoder"))
+    strict = runner.invoke(main, ["check", "net.py", "--against", "snap.json", "-q"])
+    assert strict.exit_code == 1, strict.output
+    assert "enc.weight → encoder.weight" in strict.output
+    ok = runner.invoke(
+        main, ["check", "net.py", "--against", "snap.json", "-q", "--allow-renames", "--format", "json"]
+    )
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(ok.output)
+    assert data["verdict"] == "identical" and data["counts"] == {"renamed": 4}
+    # The edit is recorded: the user's source changed (and no root cause, nothing drifted).
+    assert list(data["environment"]["sources"]) == ["net.py"] and data["root_cause"] is None
