@@ -20,6 +20,7 @@ import initaudit.snapshot.schema as schema
 from initaudit.errors import SnapshotError
 from initaudit.snapshot.layout import folder_lock, inside, open_regular, pread
 from initaudit.snapshot.schema import FORMAT, FORMAT_VERSION
+from initaudit.snapshot.validate import SchemaViolation, got
 from initaudit.tensors import dtype_name, tensor_hash
 
 # Reading and diffing snapshots must not pay for importing torch (~1.5 s): torch, the tracer
@@ -344,13 +345,13 @@ def validate(manifest: Any, label: str) -> None:
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise SnapshotError(
-            f"{label} has snapshot format version {schema.got(version)}; "
+            f"{label} has snapshot format version {got(version)}; "
             f"this initaudit reads version {FORMAT_VERSION}",
             hint="upgrade initaudit, or re-freeze the snapshot",
         )
     try:
         schema.validate_manifest(manifest)
-    except schema.SchemaViolation as exc:
+    except SchemaViolation as exc:
         raise SnapshotError(f"{label}: {exc}") from None
 
 

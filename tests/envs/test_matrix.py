@@ -14,7 +14,7 @@ from initaudit.envs import environments as E
 from initaudit.envs.matrix import build_columns, gather, running_torch
 from initaudit.errors import UsageError
 from tests.conftest import EXAMPLES, ROOT, run_cli
-from tests.test_environments import VERSION, pip_lines, session_env_dir
+from tests.envs.test_environments import VERSION, pip_lines, session_env_dir
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from initaudit.errors import OutputError, SnapshotError
 from initaudit.freeze import freeze
 from initaudit.target import resolve
 
-from .conftest import EXAMPLES, ROOT, run_cli
+from ..conftest import EXAMPLES, ROOT, run_cli
 
 #: Fault trials per test: enough to land in every phase of a write, few enough for CI.
 KILL_TRIALS = 24

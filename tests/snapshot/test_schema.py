@@ -15,7 +15,7 @@ from initaudit.freeze import freeze
 from initaudit.snapshot import schema
 from initaudit.target import resolve
 
-from .conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT
 
 SNAPSHOTS = sorted((ROOT / "snapshots").glob("*/*.json"))
 MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"

@@ -19,7 +19,7 @@ from initaudit.errors import InitAuditError, TargetError
 from initaudit.freeze import freeze
 from initaudit.target import resolve
 
-from .conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT
 
 MODELS = ROOT / "tests" / "models"
 EXITS = MODELS / "exits.py"
@@ -139,7 +139,7 @@ def test_matrix_freeze_subprocess_reports_exits(tmp_path, name, pattern):
 
 
 def test_matrix_reports_os_exit_in_a_real_environment(cli, tmp_path, tmp_path_factory):
-    from .test_environments import VERSION, session_env_dir
+    from ..envs.test_environments import VERSION, session_env_dir
 
     env_dir = session_env_dir(tmp_path_factory)  # shared with the matrix tests, built once
     proc = cli(

@@ -9,7 +9,7 @@ import torch
 
 from initaudit import snapshot as snap_mod
 
-from .conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT
 
 
 def test_freeze_default_path_and_summary(cli, tmp_path):

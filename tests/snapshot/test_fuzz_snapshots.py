@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from initaudit._cli import main
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 MLP = ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json"
 EXAMPLES = int(os.environ.get("INITAUDIT_FUZZ_EXAMPLES", "200"))

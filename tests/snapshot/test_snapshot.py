@@ -14,7 +14,7 @@ from initaudit.freeze import freeze
 from initaudit.target import resolve
 from initaudit.tensors import tensor_hash
 
-from .conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT
 
 
 def _gpt2_file(tmp_path):
