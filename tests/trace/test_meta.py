@@ -15,9 +15,9 @@ from initaudit.freeze.stream import stream_freeze
 from initaudit.snapshot.values import write_safetensors
 from initaudit.trace.meta import estimate_bytes, meta_size, meta_trace, replay
 
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
-MODELS = Path(__file__).resolve().parent / "models" / "stream_models.py"
+MODELS = Path(__file__).resolve().parents[1] / "models" / "stream_models.py"
 
 SPECS = [
     str(EXAMPLES / "mlp.py"),
@@ -28,6 +28,10 @@ SPECS = [
     f"{MODELS}:gpt2_tiny",  # transformers GPT-2, lm_head tied to wte
     f"{MODELS}:llama_tiny",  # transformers Llama, rotary buffers computed in the build
     f"{MODELS}:bert_tiny",
+    f"{MODELS}:DropPathNet",  # linspace(...).tolist() and .item(): computed for real
+    f"{MODELS}:RegNetWidths",  # arange, round, unique (no meta kernel): computed for real
+    f"{MODELS}:ForwardInBuild",  # an eval forward (BatchNorm in eval) on meta in the build
+    f"{MODELS}:SmallValuesIntoParameters",  # real small values copied/multiplied into params
 ]
 
 
@@ -77,7 +81,11 @@ def test_the_streamed_digest_changes_with_the_seed() -> None:
 def test_the_meta_trace_allocates_no_values() -> None:
     tg = target.resolve(f"{MODELS}:llama_tiny", {})
     trace, tracer = meta_trace(tg.build, 0)
-    assert all(tt.tensor.device.type == "meta" for tt in trace.tensors)
+    params = [tt for tt in trace.tensors if tt.kind == "parameter"]
+    assert params and all(tt.tensor.device.type == "meta" for tt in params)
+    # Only small values computed in the build are real: the rotary inv_freq (from arange).
+    real = [tt for tt in trace.tensors if tt.tensor.device.type != "meta"]
+    assert all(tt.kind == "buffer" and tt.tensor.numel() <= 1 << 20 for tt in real)
     assert estimate_bytes(trace) == meta_size(tg.build, None)
     assert len(tracer.program) > 0
 
@@ -135,3 +143,44 @@ def test_cli_stream_needs_digest_only(cli, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "--stream needs --digest-only" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_small_computed_values_are_real_and_the_model_stays_on_meta() -> None:
+    """Parameters and buffers stay on meta; only the computed values (rates, widths) are real."""
+    for name in ("DropPathNet", "RegNetWidths", "ForwardInBuild"):
+        tg = target.resolve(f"{MODELS}:{name}", {})
+        trace, _ = meta_trace(tg.build, 0)
+        real = [tt.name for tt in trace.tensors if tt.tensor.device.type != "meta"]
+        # BatchNorm's num_batches_tracked is a torch.tensor(0): real, as it always was.
+        assert all(n.endswith("num_batches_tracked") for n in real), (name, real)
+        assert estimate_bytes(trace) > 0
+    model = trace.model
+    assert model.head.in_features == 12 * 7 * 7  # sized by the forward on meta
+
+
+def test_rates_and_widths_computed_in_the_build_are_the_real_ones() -> None:
+    real = target.resolve(f"{MODELS}:RegNetWidths", {}).build()
+    tg = target.resolve(f"{MODELS}:RegNetWidths", {})
+    trace, _ = meta_trace(tg.build, 0)
+    assert trace.model.widths == real.widths and len(real.widths) > 1
+    dp = target.resolve(f"{MODELS}:DropPathNet", {})
+    trace, _ = meta_trace(dp.build, 0)
+    assert trace.model.rates == dp.build().rates and trace.model.rates[-1] > 0
+
+
+def test_a_value_drawn_during_the_build_and_read_is_refused_naming_the_op() -> None:
+    tg = target.resolve(f"{MODELS}:ReadsADrawnValue", {})
+    with pytest.raises(StreamError) as info:
+        stream_freeze(tg, 0)
+    msg = str(info.value)
+    assert "_local_scalar_dense" in msg and "drawn at random" in msg
+    assert "stream_models.py:" in msg and "in __init__" in msg  # where the build reads it
+    assert "run the same command without --stream" in msg
+
+
+def test_a_build_reading_a_parameter_names_the_op_and_the_line() -> None:
+    tg = target.resolve(f"{MODELS}:ReadsValues", {})
+    with pytest.raises(StreamError) as info:
+        stream_freeze(tg, 0)
+    msg = str(info.value)
+    assert "_local_scalar_dense" in msg and "stream_models.py:" in msg
