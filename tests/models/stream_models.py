@@ -191,3 +191,12 @@ class ReadsADrawnValue(nn.Module):
         super().__init__()
         noise = torch.tensor([0.0, 0.0]).uniform_()
         self.lin = nn.Linear(4, 4 + int(noise.sum().item() > 5))
+
+
+def hf_convnext_drop_path() -> nn.Module:
+    """transformers ConvNeXt with drop path: rates from ``linspace(...).split(...)`` ``.tolist()``."""
+    from transformers import ConvNextConfig, ConvNextModel
+
+    return ConvNextModel(
+        ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[2, 2], drop_path_rate=0.2)
+    )

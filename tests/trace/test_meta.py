@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from initaudit import snapshot, target
+from initaudit.envs import environments as E
 from initaudit.errors import StreamError
 from initaudit.freeze import freeze
 from initaudit.freeze.stream import stream_freeze
 from initaudit.snapshot.values import write_safetensors
 from initaudit.trace.meta import estimate_bytes, meta_size, meta_trace, replay
-
 from tests.conftest import EXAMPLES
+from tests.test_environments import session_env_dir
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "stream_models.py"
 
@@ -184,3 +186,57 @@ def test_a_build_reading_a_parameter_names_the_op_and_the_line() -> None:
         stream_freeze(tg, 0)
     msg = str(info.value)
     assert "_local_scalar_dense" in msg and "stream_models.py:" in msg
+
+
+def test_transformers_convnext_with_drop_path_streams_bit_for_bit() -> None:
+    """transformers ConvNeXt computes its drop-path rates with linspace(...).tolist()."""
+    test_streamed_digests_equal_a_real_build(f"{MODELS}:hf_convnext_drop_path")
+
+
+# --------------------------------------------------------------------------- real models
+
+#: torch, torchvision and timm for the real-model tests (the torchvision wheel for torch
+#: 2.13.0 does not import beside the CPU torch; see tests/test_torchvision_models.py).
+REAL_ENV = ("2.14.1", ("torchvision==0.29.1", "timm==1.0.31"))
+
+REAL_MODELS = [
+    # widths from arange/round/.int().tolist()
+    ("torchvision.models:regnet_y_400mf", ()),
+    # an eval forward in the build (BatchNorm in eval on meta)
+    ("torchvision.models.detection:ssdlite320_mobilenet_v3_large", ("weights_backbone=None",)),
+    # drop-path rates from [x.item() for x in torch.linspace(...)]
+    ("timm:create_model", ("model_name='vit_tiny_patch16_224'", "drop_path_rate=0.1")),
+    # aten::_unique2 (no meta kernel) on widths computed in the build
+    ("timm:create_model", ("model_name='regnety_002'",)),
+]
+
+
+@pytest.fixture(scope="module")
+def real_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch_version, extra = REAL_ENV
+    return E.ensure(torch_version, session_env_dir(tmp_path_factory), extra=extra).python
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "args"), REAL_MODELS, ids=lambda x: str(x).split(":")[-1])
+def test_real_models_stream_bit_for_bit(real_python: Path, tmp_path: Path, spec, args) -> None:
+    """``freeze --digest-only --stream`` equals the in-memory ``freeze --digest-only``."""
+    extra = [x for a in args for x in ("--arg", a)]
+    out = {}
+    for mode in ("stream", "memory"):
+        path = tmp_path / f"{mode}.json"
+        cmd = [str(real_python), "-m", "initaudit", "freeze", spec, *extra, "--digest-only",
+               "--out", str(path), "-q", *(["--stream"] if mode == "stream" else [])]  # fmt: skip
+        env = E.child_environ()
+        env["NO_COLOR"] = "1"
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=900)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out[mode] = json.loads(path.read_text())
+    streamed, real = out["stream"], out["memory"]
+    assert streamed["provenance"]["streamed"] is True
+    a, b = real["tensors"], streamed["tensors"]
+    assert len(a) > 10 and [t["name"] for t in a] == [t["name"] for t in b]
+    for x, y in zip(a, b, strict=True):
+        assert (x["hash"], x["stats"], x["rng_before"]) == (y["hash"], y["stats"], y["rng_before"])
+    assert real["rng"]["torch_after"] == streamed["rng"]["torch_after"]
