@@ -162,17 +162,22 @@ def _run_on_meta(
     margs, mkwargs = _map_tensors((args, kwargs), meta)
     try:
         out = func(*margs, **mkwargs)
-    except NotImplementedError:
-        out = _on_cpu_zeros(func, margs, mkwargs)
+    except NotImplementedError:  # no meta kernel: the CPU kernel on stand-in values
+        return _on_cpu_zeros(func, args, kwargs)
     return _map_tensors(out, lambda t: swap.get(id(t), t))
 
 
 def _on_cpu_zeros(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-    """An op without a meta kernel: its CPU kernel on zeros, the outputs as meta tensors."""
+    """An op without a meta kernel: its CPU kernel with zeros for the meta tensors (the output
+    shapes do not depend on the values), the new outputs as meta tensors. The real run is
+    only for shapes; the replay computes the values."""
     back: dict[int, torch.Tensor] = {}
 
     def cpu(t: torch.Tensor) -> torch.Tensor:
-        c = torch.zeros_like(t, device=_CPU) if t.device.type == "meta" else t
+        if t.device.type != "meta":
+            return t
+        c = torch.zeros(t.untyped_storage().nbytes(), dtype=torch.uint8).view(t.dtype)
+        c = c.as_strided(t.shape, t.stride(), t.storage_offset())
         back[id(c)] = t
         return c
 
@@ -181,7 +186,8 @@ def _on_cpu_zeros(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
 
     cargs, ckwargs = _map_tensors((args, kwargs), cpu)
     ckwargs = {k: dev(v) for k, v in ckwargs.items()}
-    out = func(*cargs, **ckwargs)
+    with _generators_kept(ckwargs.get("generator")):
+        out = func(*cargs, **ckwargs)
 
     def to_meta(t: torch.Tensor) -> torch.Tensor:
         if id(t) in back:

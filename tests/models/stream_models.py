@@ -200,3 +200,16 @@ def hf_convnext_drop_path() -> nn.Module:
     return ConvNextModel(
         ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[2, 2], drop_path_rate=0.2)
     )
+
+
+class NoMetaKernel(nn.Module):
+    """``torch.histogram`` has no meta kernel: on meta it runs the CPU kernel for the shapes,
+    and the replay computes its values for real."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        with torch.no_grad():
+            hist, edges = torch.histogram(self.lin.weight.flatten(), bins=4)
+        self.register_buffer("weight_hist", hist)
+        self.register_buffer("edges", edges)

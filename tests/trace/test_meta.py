@@ -34,6 +34,7 @@ SPECS = [
     f"{MODELS}:RegNetWidths",  # arange, round, unique (no meta kernel): computed for real
     f"{MODELS}:ForwardInBuild",  # an eval forward (BatchNorm in eval) on meta in the build
     f"{MODELS}:SmallValuesIntoParameters",  # real small values copied/multiplied into params
+    f"{MODELS}:NoMetaKernel",  # histogram: no meta kernel, the CPU kernel gives the shapes
 ]
 
 
