@@ -7,6 +7,7 @@ can replay it later on real CPU tensors, one storage at a time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,8 +119,8 @@ def run_recorded(tracer: Any, func: Any, args: Any, kwargs: dict[str, Any]) -> A
             out = func(*args, **kwargs)
         return out
     if all(t.device.type == "cpu" for t in leaves):
-        reads_stale = any(tracer._key(t) in stale for t in leaves)
-        if reads_stale and (_value_read(func) or _dynamic_shape(func)):
+        reads_stale = bool(stale) and any(tracer._key(t) in stale for t in leaves)
+        if reads_stale and _refused_on_meta(func):
             raise StreamError(
                 f"the build reads a value drawn at random ({op_name(func)} on a tensor a random "
                 "op wrote); its value is only known in the replay",
@@ -133,20 +134,32 @@ def run_recorded(tracer: Any, func: Any, args: Any, kwargs: dict[str, Any]) -> A
         if reads_stale:
             stale.update(_written_keys(tracer, func, args, kwargs, out))
         return out
-    return _run_on_meta(tracer, func, args, kwargs, leaves, stale)
+    if all(t.device.type == "meta" for t in leaves):  # the common case: nothing to swap
+        return _on_meta(func, args, kwargs, args, kwargs)
+    return _run_on_meta(tracer, func, args, kwargs, stale)
 
 
-def _run_on_meta(
-    tracer: Any, func: Any, args: Any, kwargs: dict[str, Any], leaves: list[torch.Tensor],
-    stale: set[int],
-) -> Any:
+def _on_meta(func: Any, margs: Any, mkwargs: Any, args: Any, kwargs: Any) -> Any:
+    """``func`` on meta tensors; the CPU kernel on zeros where no meta kernel exists."""
+    try:
+        return func(*margs, **mkwargs)
+    except (NotImplementedError, RuntimeError) as exc:
+        if _refused_on_meta(func):
+            raise StreamError(_READS_META.format(op=op_name(func))) from None
+        if isinstance(exc, NotImplementedError):  # no meta kernel
+            return _on_cpu_zeros(func, args, kwargs)
+        raise
+
+
+_READS_META = (
+    "the build reads the value of a parameter, a buffer or a tensor computed from one "
+    "({op} on the meta device: .item(), .tolist(), bool(), unique, nonzero or a shape that "
+    "depends on values)"
+)
+
+
+def _run_on_meta(tracer: Any, func: Any, args: Any, kwargs: dict[str, Any], stale: set[int]) -> Any:
     """Run an op with some meta tensors on meta (its real tensors as meta copies)."""
-    if _value_read(func) or _dynamic_shape(func):
-        raise StreamError(
-            f"the build reads the value of a parameter, a buffer or a tensor computed from one "
-            f"({op_name(func)} on the meta device: .item(), .tolist(), bool(), unique, nonzero "
-            "or a shape that depends on values)",
-        )
     swap: dict[int, torch.Tensor] = {}  # id(meta stand-in) -> the real tensor it stands for
     writes = {id(t) for t in _written(func, args, kwargs)}
 
@@ -160,10 +173,7 @@ def _run_on_meta(
         return m
 
     margs, mkwargs = _map_tensors((args, kwargs), meta)
-    try:
-        out = func(*margs, **mkwargs)
-    except NotImplementedError:  # no meta kernel: the CPU kernel on stand-in values
-        return _on_cpu_zeros(func, args, kwargs)
+    out = _on_meta(func, margs, mkwargs, args, kwargs)
     return _map_tensors(out, lambda t: swap.get(id(t), t))
 
 
@@ -209,25 +219,35 @@ def _generators_kept(generator: torch.Generator | None) -> Iterator[None]:
             g.set_state(st)
 
 
-def _value_read(func: Any) -> bool:
-    """Whether an op hands a tensor's value to Python (``.item()``, ``bool()``, ``equal``)."""
-    return func.overloadpacket in _VALUE_READS
+@functools.cache
+def _refused_on_meta(func: Any) -> bool:
+    """Whether an op needs values: it hands one to Python (``.item()``, ``bool()``,
+    ``equal``) or its output shape depends on them (``unique``, ``nonzero``)."""
+    tags = func.tags
+    return (
+        func.overloadpacket in _VALUE_READS
+        or torch.Tag.dynamic_output_shape in tags
+        or torch.Tag.data_dependent_output in tags
+    )
 
 
 _VALUE_READS = {_A._local_scalar_dense, _A.equal, _A.is_nonzero, _A.allclose}
 
 
-def _dynamic_shape(func: Any) -> bool:
-    tags = func.tags
-    return torch.Tag.dynamic_output_shape in tags or torch.Tag.data_dependent_output in tags
+@functools.cache
+def _write_positions(func: Any) -> tuple[tuple[int, str], ...]:
+    return tuple(
+        (i, arg.name)
+        for i, arg in enumerate(func._schema.arguments)
+        if arg.alias_info is not None and arg.alias_info.is_write
+    )
 
 
 def _written(func: Any, args: Any, kwargs: dict[str, Any]) -> list[torch.Tensor]:
     out: list[torch.Tensor] = []
-    for i, arg in enumerate(func._schema.arguments):
-        if arg.alias_info is not None and arg.alias_info.is_write:
-            value = args[i] if i < len(args) else kwargs.get(arg.name)
-            out.extend(_leaves(value))
+    for i, name in _write_positions(func):
+        value = args[i] if i < len(args) else kwargs.get(name)
+        out.extend(_leaves(value))
     return out
 
 
