@@ -184,13 +184,40 @@ def _record_whole_calls(tracer: Any) -> Iterator[None]:
 
         return record
 
-    for name, fn in originals.items():
-        setattr(nn.init, name, recorder(name, fn))
+    recorders = {id(fn): recorder(name, fn) for name, fn in originals.items()}
+    # Every reference to the originals: nn.init's own, `from torch.nn.init import …` in any
+    # module, and registries of them (transformers' TORCH_INIT_FUNCTIONS). One bypassed would
+    # return early on the meta tensor (torch skips these on meta) and its draws would be lost.
+    patched: list[tuple[dict[str, Any], str, Any]] = []
+    for module in list(sys.modules.values()):
+        space = getattr(module, "__dict__", None)
+        if not isinstance(space, dict):
+            continue
+        for key, value in list(space.items()):
+            if id(value) in recorders:
+                patched.append((space, key, value))
+            elif isinstance(value, dict) and len(value) <= 256:
+                patched.extend((value, k, v) for k, v in value.items() if id(v) in recorders)
+    for c, k, v in patched:
+        c[k] = recorders[id(v)]
     try:
         yield
     finally:
-        for name, fn in originals.items():
-            setattr(nn.init, name, fn)
+        for c, k, v in reversed(patched):
+            c[k] = v
+        # Modules imported during the build took the recorders: give them the originals.
+        back = {id(r): fn for fn, r in zip(originals.values(), recorders.values(), strict=True)}
+        for module in list(sys.modules.values()):
+            space = getattr(module, "__dict__", None)
+            if not isinstance(space, dict):
+                continue
+            for key, value in list(space.items()):
+                if id(value) in back:
+                    space[key] = back[id(value)]
+                elif isinstance(value, dict) and len(value) <= 256:
+                    for k, v in list(value.items()):
+                        if id(v) in back:
+                            value[k] = back[id(v)]
 
 
 def _emit_call(tracer: Any, name: str, tensor: torch.Tensor, arguments: dict[str, Any]) -> None:

@@ -213,3 +213,22 @@ class NoMetaKernel(nn.Module):
             hist, edges = torch.histogram(self.lin.weight.flatten(), bins=4)
         self.register_buffer("weight_hist", hist)
         self.register_buffer("edges", edges)
+
+
+#: A registry of torch init functions taken at import, like transformers' TORCH_INIT_FUNCTIONS.
+CAPTURED_INIT = {"trunc_normal_": nn.init.trunc_normal_, "orthogonal_": nn.init.orthogonal_}
+captured_trunc_normal_ = nn.init.trunc_normal_
+
+
+class CapturedInit(nn.Module):
+    """Calls trunc_normal_/orthogonal_ through references taken when the module was imported
+    (torch returns early from them on meta tensors: a bypassed recorder loses the draws)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.zeros(1, 4, 8))
+        self.rec = nn.Linear(8, 8)
+        CAPTURED_INIT["trunc_normal_"](self.cls_token, std=0.02)
+        captured_trunc_normal_(self.pos, std=0.02)
+        CAPTURED_INIT["orthogonal_"](self.rec.weight)

@@ -35,6 +35,7 @@ SPECS = [
     f"{MODELS}:ForwardInBuild",  # an eval forward (BatchNorm in eval) on meta in the build
     f"{MODELS}:SmallValuesIntoParameters",  # real small values copied/multiplied into params
     f"{MODELS}:NoMetaKernel",  # histogram: no meta kernel, the CPU kernel gives the shapes
+    f"{MODELS}:CapturedInit",  # trunc_normal_/orthogonal_ through references taken at import
 ]
 
 
@@ -241,3 +242,13 @@ def test_real_models_stream_bit_for_bit(real_python: Path, tmp_path: Path, spec,
     for x, y in zip(a, b, strict=True):
         assert (x["hash"], x["stats"], x["rng_before"]) == (y["hash"], y["stats"], y["rng_before"])
     assert real["rng"]["torch_after"] == streamed["rng"]["torch_after"]
+
+
+def test_init_references_taken_during_a_trace_get_the_originals_back() -> None:
+    from torch import nn
+
+    import tests.models.stream_models as sm
+
+    before = dict(sm.CAPTURED_INIT)
+    meta_trace(lambda: sm.CapturedInit(), 0)
+    assert sm.CAPTURED_INIT == before and sm.captured_trunc_normal_ is nn.init.trunc_normal_
