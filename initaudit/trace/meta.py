@@ -188,16 +188,7 @@ def _record_whole_calls(tracer: Any) -> Iterator[None]:
     # Every reference to the originals: nn.init's own, `from torch.nn.init import …` in any
     # module, and registries of them (transformers' TORCH_INIT_FUNCTIONS). One bypassed would
     # return early on the meta tensor (torch skips these on meta) and its draws would be lost.
-    patched: list[tuple[dict[str, Any], str, Any]] = []
-    for module in list(sys.modules.values()):
-        space = getattr(module, "__dict__", None)
-        if not isinstance(space, dict):
-            continue
-        for key, value in list(space.items()):
-            if id(value) in recorders:
-                patched.append((space, key, value))
-            elif isinstance(value, dict) and len(value) <= 256:
-                patched.extend((value, k, v) for k, v in value.items() if id(v) in recorders)
+    patched = _references(recorders)
     for c, k, v in patched:
         c[k] = recorders[id(v)]
     try:
@@ -207,17 +198,24 @@ def _record_whole_calls(tracer: Any) -> Iterator[None]:
             c[k] = v
         # Modules imported during the build took the recorders: give them the originals.
         back = {id(r): fn for fn, r in zip(originals.values(), recorders.values(), strict=True)}
-        for module in list(sys.modules.values()):
-            space = getattr(module, "__dict__", None)
-            if not isinstance(space, dict):
-                continue
-            for key, value in list(space.items()):
-                if id(value) in back:
-                    space[key] = back[id(value)]
-                elif isinstance(value, dict) and len(value) <= 256:
-                    for k, v in list(value.items()):
-                        if id(v) in back:
-                            value[k] = back[id(v)]
+        for c, k, v in _references(back):
+            c[k] = back[id(v)]
+
+
+def _references(targets: dict[int, Any]) -> list[tuple[dict[Any, Any], Any, Any]]:
+    """``(dict, key, value)`` wherever a loaded module holds one of ``targets`` (by id): as a
+    global, or as a value of a small dict global (a registry of functions)."""
+    out: list[tuple[dict[Any, Any], Any, Any]] = []
+    for module in list(sys.modules.values()):
+        space = getattr(module, "__dict__", None)
+        if type(space) is not dict:
+            continue
+        for key, value in list(space.items()):
+            if id(value) in targets:
+                out.append((space, key, value))
+            elif type(value) is dict and len(value) <= 256:  # type(): no __class__ hooks
+                out.extend((value, k, v) for k, v in list(value.items()) if id(v) in targets)
+    return out
 
 
 def _emit_call(tracer: Any, name: str, tensor: torch.Tensor, arguments: dict[str, Any]) -> None:
