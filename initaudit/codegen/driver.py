@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 import os
 import re
 import traceback
@@ -63,10 +64,17 @@ class ExplicitResult:
 
 def _statements(source: str) -> int:
     """Number of statements in ``initialize``'s body (0 when it cannot be parsed)."""
+    # The cyclic GC paused while parsing: an AST holds no cycles, and the collections its
+    # millions of new nodes trigger re-scan the whole heap (the model and its trace) each time.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return 0
+    finally:
+        if enabled:
+            gc.enable()
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "initialize":
             return sum(1 for n in ast.walk(node) if isinstance(n, (ast.Expr, ast.Assign))) - 1

@@ -63,6 +63,7 @@ class Renderer:
         self.vars: dict[int, str] = {}
         self.inline: dict[int, str] = {}
         self.aliases: dict[str, str] = {}  # module name -> local name bound to it
+        self.keys: dict[int, list[str]] = {}  # id(container) -> its module keys, for path
         self.taken = {root, "model", "self", "torch", "nn", "math", "bound", "SEED", "initialize"}
         self.uses_math = False
         self.lines: list[str] = []
@@ -97,7 +98,9 @@ class Renderer:
         for i, part in enumerate(parts):
             is_last = i == len(parts) - 1
             if part.isdigit() and isinstance(mod, (nn.Sequential, nn.ModuleList)):
-                keys = list(mod._modules)
+                keys = self.keys.get(id(mod))
+                if keys is None:  # once per container: a 50,000-long Sequential, 50,000 tensors
+                    keys = self.keys[id(mod)] = list(mod._modules)
                 if int(part) >= len(keys) or keys[int(part)] != part:
                     # a slice of a Sequential keeps its keys ('1', '2', …): position ≠ name
                     getter = "get_parameter" if self._is_param(name) else "get_buffer"

@@ -71,6 +71,7 @@ class _Generator:
         self.last_origin: str | None = None
         self.uses_nn = False
         self.touches: dict[int, int] = {}
+        self.last_read: dict[int, int] | None = None
 
     def group_of(self, step: Step) -> tuple[str, str]:
         """(module path, header) of the tensor a step writes."""
@@ -122,13 +123,17 @@ class _Generator:
         if not step.random_global:
             return False
         touched = {r.rid for r in step.writes() + step.fresh()}
-        if touched & set(self.r.final):
+        if any(rid in self.r.final for rid in touched):
             return False
-        later = {r.rid for s in self.kept[i + 1 :] for d in s.dispatches for r in d.reads}
-        later |= {
-            s.first.init_target.rid for s in self.kept[i + 1 :] if s.init and s.first.init_target
-        }
-        return not touched & later
+        if self.last_read is None:  # rid → index of the last kept step that reads it, once
+            self.last_read = {}
+            for j, s in enumerate(self.kept):
+                for d in s.dispatches:
+                    for r in d.reads:
+                        self.last_read[r.rid] = j
+                if s.init and s.first.init_target:
+                    self.last_read[s.first.init_target.rid] = j
+        return not any(self.last_read.get(rid, -1) > i for rid in touched)
 
     def run(self) -> list[str]:
         for step in self.kept:
