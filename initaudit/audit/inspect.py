@@ -31,7 +31,7 @@ from initaudit.freeze.manifest import build_manifest
 from initaudit.recipes import INIT_FUNCTIONS, library_text
 from initaudit.snapshot.read import Snapshot
 from initaudit.target import Target, is_lazy, materialize_lazy, parse_shape
-from initaudit.trace.tracer import Trace, signature_of, trace_build
+from initaudit.trace import Trace, signature_of, trace_build
 
 #: A sample statistic further than this many standard errors from the recipe is suspicious.
 SIGMA_THRESHOLD = 6.0

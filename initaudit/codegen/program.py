@@ -37,7 +37,10 @@ from initaudit.snapshot.layout import atomic_write
 from initaudit.target import with_example_input as builder_for
 from initaudit.tensors import tensor_bytes
 from initaudit.trace import tracer as trace_mod
-from initaudit.trace.tracer import Event, StorageRecord, TensorTrace, Trace
+from initaudit.trace.context import numpy_module, rng_digest
+from initaudit.trace.events import Event, StorageRecord, TensorTrace, Trace
+from initaudit.trace.naming import module_type_of, named_tensors
+from initaudit.trace.tracer import leaves
 
 _ALIAS_OVER = 56  # tensor paths longer than this go through a local name for their module
 #: ruff's and black's default, so the code passes `ruff format --check` in a project with no config.
@@ -200,7 +203,7 @@ class _ProgramTracer(trace_mod.InitTracer):
         for i, arg in enumerate(schema.arguments):
             value = args[i] if i < len(args) else kwargs.get(arg.name)
             info = arg.alias_info
-            for t in trace_mod._leaves(value):
+            for t in leaves(value):
                 ref = self._ref(t)
                 if ref is None:
                     continue
@@ -211,7 +214,7 @@ class _ProgramTracer(trace_mod.InitTracer):
                 else:
                     reads.append(ref)
         fresh = []
-        for t in trace_mod._leaves(out):
+        for t in leaves(out):
             ref = self._ref(t)
             if ref is not None and ref.rec is not None and ref.rec.events:
                 ev = ref.rec.events[0]
@@ -270,7 +273,7 @@ def unfixed_by_torch_seed(
     """
     import random
 
-    np = trace_mod._numpy()
+    np = numpy_module()
     saved = (torch.get_rng_state(), random.getstate(), np.random.get_state() if np else None)
     other_seed = seed + 7919
     try:
@@ -284,7 +287,7 @@ def unfixed_by_torch_seed(
         random.setstate(saved[1])
         if np is not None:
             np.random.set_state(saved[2])
-    rebuilt = {name: t for name, _, t, _ in trace_mod.named_tensors(model)}
+    rebuilt = {name: t for name, _, t, _ in named_tensors(model)}
     sources = [
         src
         for key, src in (("python", "Python's random"), ("numpy", "NumPy's global RNG"))
@@ -852,7 +855,7 @@ class _Generator:
             if finals:
                 name = finals[0].name
                 mod = name.rsplit(".", 1)[0] if "." in name else ""
-                kind = trace_mod.module_type_of(self.p.trace.model, name)
+                kind = module_type_of(self.p.trace.model, name)
                 return mod, f"{mod or self.r.root} ({kind})"
         return "", "scratch tensors (not part of the final model)"
 
@@ -1353,8 +1356,8 @@ def compare_model(
     reference: nn.Module, model: nn.Module, rng_expected: str | None = None
 ) -> list[str]:
     """Names of tensors that differ bitwise (and ``<rng state>``), empty when identical."""
-    ref = {n: t for n, _, t, _ in trace_mod.named_tensors(reference)}
-    got = {n: t for n, _, t, _ in trace_mod.named_tensors(model)}
+    ref = {n: t for n, _, t, _ in named_tensors(reference)}
+    got = {n: t for n, _, t, _ in named_tensors(model)}
     bad = []
     for name, a in ref.items():
         b = got.get(name)
@@ -1367,7 +1370,7 @@ def compare_model(
     for name in got:
         if name not in ref:
             bad.append(f"{name} (unexpected)")
-    if rng_expected is not None and trace_mod.rng_digest() != rng_expected:
+    if rng_expected is not None and rng_digest() != rng_expected:
         bad.append("<torch RNG state after initialize>")
     return bad
 
@@ -1415,7 +1418,7 @@ def verify(
     finally:
         torch.set_rng_state(saved)
     return Verification(
-        tensors=len(trace_mod.named_tensors(reference)),
+        tensors=len(named_tensors(reference)),
         mismatches=mismatches,
         modes=list(mismatches),
     )
@@ -1514,7 +1517,7 @@ def explicit(
     program = trace_program(
         target.build, seed, label=target.name, spec=target.spec, example_input=example_input
     )
-    tensors = len(trace_mod.named_tensors(program.trace.model))
+    tensors = len(named_tensors(program.trace.model))
     if check is not None:
         if not check.is_file():
             raise UsageError(f"--check {check}: no such file")
