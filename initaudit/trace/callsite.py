@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from initaudit.libraries import FILE_CLASS, SELF, STDLIB, TORCH, USER, classify_file
+from initaudit.libraries import CODE_FACTS, FILE_CLASS, SELF, STDLIB, TORCH, USER, classify_file
 from initaudit.recipes import INIT_FUNCTIONS
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -27,8 +27,17 @@ _INIT_CODES: dict[Any, str] = {
 _DERIVED_LOCALS = ("fan", "fan_in", "fan_out", "gain", "std", "bound")
 
 
+_AS_IS = {type(None), bool, int, str}
+_AS_STR = {torch.dtype, torch.device, torch.layout, torch.memory_format}
+
+
 def jsonable(value: Any) -> Any:
     """A JSON-compatible form of an argument value (tensors and storages by shape and size)."""
+    kind = type(value)  # exact types first: the common values, one set lookup each
+    if kind in _AS_IS:
+        return value
+    if kind in _AS_STR:
+        return str(value)
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -82,6 +91,25 @@ def _writes_to(frame: Any, key: int | None) -> bool:
         return False
 
 
+#: What a frame's code is, as :func:`callsite` tests it (the small ints compare fastest).
+_TORCH, _USER, _SELF, _STDLIB, _LIBRARY = range(5)
+_KINDS = {TORCH: _TORCH, USER: _USER, SELF: _SELF, STDLIB: _STDLIB}
+
+
+def _facts(code: Any) -> tuple[Any, ...]:
+    """``(code, nn.init name, kind, in torch/nn/modules, file class, file name)`` of a code
+    object, computed once per code object (its file's class once per file)."""
+    fname = code.co_filename
+    cls = FILE_CLASS.get(fname)
+    if cls is None:
+        cls = FILE_CLASS[fname] = classify_file(fname)
+    kind = _KINDS.get(cls, _LIBRARY) if isinstance(cls, str) else _LIBRARY
+    in_modules = kind == _TORCH and fname.startswith(_TORCH_MODULES_DIR)
+    facts = (code, _INIT_CODES.get(code), kind, in_modules, cls, fname)
+    CODE_FACTS[id(code)] = facts
+    return facts
+
+
 def callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | None = None) -> CallSite:
     """Walk the Python stack from ``start`` outwards up to the first user frame.
 
@@ -91,61 +119,64 @@ def callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | N
     ``file:line``), a user file makes it ``user``. A default built by library code also names
     that library function (which module it built, not who chose the init). Library helpers (contiguous library frames
     whose first argument is the written tensor) are the readable call when no
-    ``torch.nn.init`` function is on the stack.
+    ``torch.nn.init`` function is on the stack. Each code object's facts are computed once
+    per process, so a frame costs one dictionary lookup.
     """
     cs = CallSite()
     frame = start
-    classify_cache = FILE_CLASS
+    facts_of = CODE_FACTS.get
     decided = False
     helper: Any = None  # the outermost library helper frame so far
     in_helpers = True
-    key: int | None = None
-    if target is not None:
-        try:
-            key = target.untyped_storage()._cdata
-        except (RuntimeError, NotImplementedError):
-            key = None
+    key: Any = _UNKNOWN  # the target's storage, read when a library frame first needs it
     while frame is not None:
         code = frame.f_code
-        name = _INIT_CODES.get(code)
+        facts = facts_of(id(code))
+        if facts is None:
+            facts = _facts(code)
+        name = facts[1]
         if name is not None:
             cs.call, cs.frame = name, frame
-        fname = code.co_filename
-        cls = classify_cache.get(fname)
-        if cls is None:
-            cls = classify_cache[fname] = classify_file(fname)
-        if cls is TORCH:
-            if not decided and fname.startswith(_TORCH_MODULES_DIR):
+        kind = facts[2]
+        if kind == _TORCH:
+            if not decided and facts[3]:
                 cs.origin = "default"
                 decided = True
                 owner = frame.f_locals.get("self")
                 if isinstance(owner, nn.Module):
                     cs.scope = f"{type(owner).__name__}.{code.co_name}"
-        elif cls is USER:
-            cs.site = f"{fname}:{frame.f_lineno}"
+        elif kind == _USER:
+            cs.site = f"{facts[5]}:{frame.f_lineno}"
             if files is not None:
-                files.add(fname)
+                files.add(facts[5])
             break
-        elif cls is SELF:
+        elif kind == _SELF:
             if decided:
                 break  # back in initaudit (the target's builder): past the build's own code
-        elif cls is not STDLIB:  # a Library
+        elif kind == _LIBRARY:
             if files is not None:
-                files.add(fname)
+                files.add(facts[5])
             if not decided:
                 decided = True
                 cs.origin = "library"
             if cs.function is None:
-                if cs.origin == "library" and in_helpers and _writes_to(frame, key):
+                if cs.origin == "library" and in_helpers:
+                    if key is _UNKNOWN:
+                        key = _storage_key(target)
+                    is_helper = _writes_to(frame, key)
+                else:
+                    is_helper = False
+                if is_helper:
                     helper = frame
                 else:  # the library's function (for a torch default: the code that built it)
                     in_helpers = False
+                    cls = facts[4]
                     cs.library = cls.name
                     cs.function = _qualname(code)
                     cs.lib_site = f"{cls.path}:{frame.f_lineno}"
         frame = frame.f_back
     if helper is not None:
-        lib = classify_cache[helper.f_code.co_filename]
+        lib = FILE_CLASS[helper.f_code.co_filename]
         if cs.function is None:  # user code called the library's helper itself
             cs.origin = "user"
             cs.library = lib.name
@@ -161,6 +192,17 @@ def callsite(start: Any, target: torch.Tensor | None = None, files: set[str] | N
         cs.args = _init_args(cs.frame)
     return cs
 
+
+_UNKNOWN = object()
+
+
+def _storage_key(t: torch.Tensor | None) -> int | None:
+    if t is None:
+        return None
+    try:
+        return t.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 def _init_args(frame: Any, skip_first: bool = False) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import random
 import sys
@@ -16,13 +17,30 @@ from initaudit.tensors import tensor_bytes
 
 def rng_digest(generator: torch.Generator | None = None) -> str:
     """A short digest of a generator's state (the global CPU generator by default)."""
-    gen = generator if generator is not None else torch.default_generator
-    state = gen.get_state()  # a contiguous CPU uint8 tensor
-    try:
-        raw: Any = state.numpy()  # zero-copy; this runs once per random op of the build
+    state = (generator if generator is not None else torch.default_generator).get_state()
+    try:  # the state is a contiguous CPU uint8 tensor; this runs once per random op
+        return _blake2b(state.numpy(), digest_size=8).hexdigest()  # zero-copy
     except RuntimeError:  # torch before 2.3 under NumPy 2: the copying path
-        raw = tensor_bytes(state)
-    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+        return _blake2b(tensor_bytes(state), digest_size=8).hexdigest()
+
+
+_blake2b = hashlib.blake2b
+
+
+@contextmanager
+def young_gc() -> Iterator[None]:
+    """Keep the objects that exist now out of the garbage collector's passes until the end.
+
+    A traced build allocates its events and records as it goes, and each allocation counts
+    toward the next collection; without this, every full collection walks the whole
+    interpreter (torch's and the libraries' objects) again. Reference counting still frees
+    everything at once, and cycles made during the build are still collected.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def generator_for(device: torch.device | None) -> torch.Generator | None:

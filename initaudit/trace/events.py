@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One ATen operation that created or wrote a storage."""
 
@@ -79,6 +79,10 @@ class StorageRecord:
 
     def history(self, upto: int | None = None) -> list[Event]:
         """All events that shaped this storage's value, ancestors included, in sequence order."""
+        if not self.parents:  # the common case: this storage's own events, already in order
+            own = self.events if upto is None else [ev for ev in self.events if ev.seq <= upto]
+            if all(own[i].seq < own[i + 1].seq for i in range(len(own) - 1)):
+                return list(own)
         seen: dict[int, Event] = {}
         stack: list[tuple[StorageRecord, int | None]] = [(self, upto)]
         visited: set[tuple[int, int | None]] = set()

@@ -12,7 +12,6 @@ operation unchanged, so the values a build produces are the same with or without
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from initaudit.errors import TargetError
 from initaudit.target import lazy_tensor_names
 from initaudit.trace.callsite import CallSite, callsite, jsonable
-from initaudit.trace.context import build_context, generator_for, rng_digest, seeded
+from initaudit.trace.context import build_context, generator_for, rng_digest, seeded, young_gc
 from initaudit.trace.events import Event, StorageRecord, TensorTrace, Trace
 from initaudit.trace.naming import named_tensors, view_key
 from initaudit.trace.record import capture_externals, record_op, redirect_to_meta
@@ -35,26 +34,61 @@ except ImportError:  # pragma: no cover - very old torch
     StorageWeakRef = None  # type: ignore[assignment,misc]
 
 _ALLOC_OPS = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided"}
-_VIEW_TAG = None  # computed lazily: ops whose outputs alias their inputs carry alias_info
+_COPY_OPS = {"copy_", "set_"}
+#: Schema arguments never listed among an op's readable arguments.
+_NOT_ARGS = {"self", "out", "layout", "pin_memory", "memory_format"}
+_Tensor = torch.Tensor
 
 
-@functools.cache
-def _is_random(func: Any) -> bool:
-    return torch.Tag.nondeterministic_seeded in func.tags
+class _OpInfo:
+    """What the tracer needs to know of one ATen op, read from its schema once per process:
+    reading ``func._schema`` builds Python objects on every access."""
+
+    __slots__ = ("alloc", "arg_names", "copy", "op", "random", "written")
+
+    def __init__(self, func: Any) -> None:
+        schema = func._schema
+        self.random = torch.Tag.nondeterministic_seeded in func.tags
+        #: ``(position, name)`` of the arguments the op writes in place (its schema's ``a!``).
+        self.written = tuple(
+            (i, arg.name)
+            for i, arg in enumerate(schema.arguments)
+            if arg.alias_info is not None and arg.alias_info.is_write
+        )
+        self.op = schema.name.split("::", 1)[-1]
+        self.arg_names = tuple(arg.name for arg in schema.arguments)
+        self.alloc = self.op in _ALLOC_OPS
+        self.copy = self.op in _COPY_OPS
 
 
-@functools.cache
-def _written_args(func: Any) -> tuple[tuple[int, str], ...]:
-    """``(position, name)`` of the arguments an op writes in place (its schema's ``a!``).
+_OPS: dict[Any, _OpInfo] = {}
 
-    Cached per op: reading ``func._schema.arguments`` builds Python objects on every access,
-    and the tracer asks for every op it sees.
-    """
-    return tuple(
-        (i, arg.name)
-        for i, arg in enumerate(func._schema.arguments)
-        if arg.alias_info is not None and arg.alias_info.is_write
-    )
+
+def _op_info(func: Any) -> _OpInfo:
+    info = _OPS.get(func)
+    if info is None:
+        info = _OPS[func] = _OpInfo(func)
+    return info
+
+
+def _flat_tensors(items: Any, out: list[torch.Tensor]) -> None:
+    """Append the tensors of ``items`` (nested lists and tuples too) to ``out``, depth first."""
+    for x in items:
+        if isinstance(x, _Tensor):
+            out.append(x)
+        elif isinstance(x, (list, tuple)):
+            _flat_tensors(x, out)
+
+
+if StorageWeakRef is not None:
+    _expired = torch.UntypedStorage._expired  # what StorageWeakRef.expired calls
+
+
+def _storage_key(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 def leaves(obj: Any) -> Iterator[torch.Tensor]:
@@ -66,31 +100,20 @@ def leaves(obj: Any) -> Iterator[torch.Tensor]:
             yield from leaves(item)
 
 
-def _aten_args(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+def _aten_args(info: _OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for i, name in enumerate(_arg_names(func)):
-        if i < len(args):
+    n = len(args)
+    for i, name in enumerate(info.arg_names):
+        if i < n:
             value = args[i]
         elif name in kwargs:
             value = kwargs[name]
         else:
             continue
-        if isinstance(value, torch.Tensor) or name in ("self", "out"):
-            continue
-        if value is None or name in ("layout", "pin_memory", "memory_format"):
+        if value is None or name in _NOT_ARGS or isinstance(value, _Tensor):
             continue
         out[name] = jsonable(value)
     return out
-
-
-@functools.cache
-def _arg_names(func: Any) -> tuple[str, ...]:
-    return tuple(arg.name for arg in func._schema.arguments)
-
-
-@functools.cache
-def _short_op(func: Any) -> str:
-    return func._schema.name.split("::", 1)[-1]
 
 
 class InitTracer(TorchDispatchMode):
@@ -144,10 +167,11 @@ class InitTracer(TorchDispatchMode):
         return rec
 
     def _new_record(self, t: torch.Tensor) -> StorageRecord | None:
-        key = self._key(t)
-        if key is None:
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):
             return None
-        storage = t.untyped_storage()
+        key = storage._cdata
         rec = StorageRecord(rid=len(self._weakrefs) + 1, nbytes=storage.nbytes())
         self.records[key] = rec
         if StorageWeakRef is not None:
@@ -164,13 +188,14 @@ class InitTracer(TorchDispatchMode):
 
     # -- dispatch ---------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
-        kwargs = kwargs or {}
-        if self.program is not None:
-
+        if not kwargs:
+            kwargs = {}
+        info = _OPS.get(func) or _op_info(func)
+        program = self.program
+        if program is not None:
             kwargs = redirect_to_meta(func, args, kwargs)
-        random_op = _is_random(func)
         rng = rng_before = None
-        if random_op:
+        if info.random:
             gen = kwargs.get("generator")
             if gen is not None and gen is not generator_for(gen.device):
                 rng, rng_before = "private", rng_digest(gen)
@@ -182,53 +207,76 @@ class InitTracer(TorchDispatchMode):
                 rng_before = (
                     rng_digest(dgen) if dgen is not None and device.type != "meta" else None
                 )
-        if self.program is not None:
-
+        if program is not None:
             capture_externals(self, args, kwargs)
         seq0 = self._seq
         out = func(*args, **kwargs)
-        self._observe(func, args, kwargs, out, rng, rng_before)
-        if self.program is not None and self._seq > seq0:
-
+        self._observe(info, args, kwargs, out, rng, rng_before)
+        if program is not None and self._seq > seq0:
             record_op(self, func, args, kwargs, out, seq0)
         return out
 
-    def _observe(self, func, args, kwargs, out, rng, rng_before) -> None:
-        written: list[torch.Tensor] = []
-        for i, name in _written_args(func):
-            value = args[i] if i < len(args) else kwargs.get(name)
-            written.extend(leaves(value))
-        inputs = list(leaves(list(args) + list(kwargs.values())))
+    def _observe(self, info, args, kwargs, out, rng, rng_before) -> None:
+        inputs: list[torch.Tensor] = []
+        _flat_tensors(args, inputs)
+        if kwargs:
+            _flat_tensors(kwargs.values(), inputs)
+        records, weakrefs = self.records, self._weakrefs
+        keys: list[int | None] = []
         cs = None
         for t in inputs:
-            if self._lookup(t) is None:
-                # A tensor made outside any traced op (torch.tensor(...), from_numpy, a module
-                # global): its value enters the build here.
-                rec = self._adopt(t)
-                if rec is not None:
-                    cs = cs or self._site()
-                    self._emit(
-                        rec, func, args, kwargs, cs, "external", None, None, t.numel(), False
-                    )
-        input_keys = {self._key(t) for t in inputs}
-        fresh = [t for t in leaves(out) if self._key(t) not in input_keys]
+            key = _storage_key(t)
+            keys.append(key)
+            if key is None:
+                continue  # no storage: nothing to look up or adopt
+            if key in records:
+                ref = weakrefs.get(key)
+                if ref is None or not _expired(ref.cdata):
+                    continue
+            # A tensor made outside any traced op (torch.tensor(...), from_numpy, a module
+            # global): its value enters the build here.
+            rec = self._adopt(t)
+            if rec is not None:
+                cs = cs or self._site()
+                self._emit(rec, info, args, kwargs, cs, "external", None, None, t.numel(), False)
+        if isinstance(out, _Tensor):
+            fresh = [out] if _storage_key(out) not in keys else []
+        elif isinstance(out, (list, tuple)):
+            outs: list[torch.Tensor] = []
+            _flat_tensors(out, outs)
+            input_keys = set(keys)
+            fresh = [t for t in outs if _storage_key(t) not in input_keys]
+        else:
+            fresh = []
+        written: list[torch.Tensor] = []
+        for i, name in info.written:
+            value = args[i] if i < len(args) else kwargs.get(name)
+            if isinstance(value, _Tensor):
+                written.append(value)
+            elif isinstance(value, (list, tuple)):
+                _flat_tensors(value, written)
         if not written and not fresh:
             return  # a view, a metadata op, or a read producing nothing new
-        op = _short_op(func)
         for target in written:
-            rec = self._lookup(target) or self._adopt(target)
+            tkey = _storage_key(target)
+            rec = records.get(tkey) if tkey is not None else None
+            if rec is not None:
+                ref = weakrefs.get(tkey)
+                if ref is not None and _expired(ref.cdata):
+                    rec = None
+            rec = rec or self._adopt(target)
             if rec is None:
                 continue
             cs = cs or self._site(target)
-            sources = [t for t in inputs if self._key(t) != self._key(target)]
+            sources = [t for t, k in zip(inputs, keys, strict=True) if k != tkey]
             for src in sources:
                 parent = self._lookup(src) or self._adopt(src)
                 if parent is not None and parent is not rec:
                     rec.parents.append((parent, self._seq))
-            kind = "copy" if op in ("copy_", "set_") or (sources and not rng) else "write"
+            kind = "copy" if info.copy or (sources and not rng) else "write"
             numel = target.numel()
             partial = numel * target.element_size() < rec.nbytes
-            self._emit(rec, func, args, kwargs, cs, kind, rng, rng_before, numel, partial)
+            self._emit(rec, info, args, kwargs, cs, kind, rng, rng_before, numel, partial)
         for t in fresh:
             rec = self._new_record(t)
             if rec is None:
@@ -238,8 +286,8 @@ class InitTracer(TorchDispatchMode):
                 parent = self._lookup(src) or self._adopt(src)
                 if parent is not None:
                     rec.parents.append((parent, self._seq))
-            kind = "alloc" if op in _ALLOC_OPS else ("copy" if inputs else "create")
-            self._emit(rec, func, args, kwargs, cs, kind, rng, rng_before, t.numel(), False)
+            kind = "alloc" if info.alloc else ("copy" if inputs else "create")
+            self._emit(rec, info, args, kwargs, cs, kind, rng, rng_before, t.numel(), False)
 
     def _adopt(self, t: torch.Tensor) -> StorageRecord | None:
         rec = self._new_record(t)
@@ -258,27 +306,27 @@ class InitTracer(TorchDispatchMode):
             self._call_id += 1
         return cs
 
-    def _emit(self, rec, func, args, kwargs, cs, kind, rng, rng_before, numel, partial) -> None:
-        op = _short_op(func)
+    def _emit(self, rec, info, args, kwargs, cs, kind, rng, rng_before, numel, partial) -> None:
+        op = info.op
+        call = cs.call
         ev = Event(
-            seq=self._seq,
-            op=op,
-            call=cs.call or op,
-            args=cs.args if cs.call else _aten_args(func, args, kwargs),
-            call_id=self._call_id,
-            origin=cs.origin,
-            site=cs.site,
-            scope=cs.scope,
-            kind=kind,
-            rng=rng,
-            rng_before=rng_before,
-            numel=numel,
-            partial=partial,
-            library=cs.library,
-            function=cs.function,
-            lib_site=cs.lib_site,
+            self._seq,
+            op,
+            call or op,
+            cs.args if call else _aten_args(info, args, kwargs),
+            self._call_id,
+            cs.origin,
+            cs.site,
+            cs.scope,
+            kind,
+            rng,
+            rng_before,
+            numel,
+            partial,
+            cs.library,
+            cs.function,
+            cs.lib_site,
         )
-        # One random op writing several storages is still one draw: digest only the first.
         rec.events.append(ev)
         self.events.append(ev)
         self._seq += 1
@@ -290,6 +338,8 @@ def _op_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.device:
     dev = kwargs.get("device")
     if dev is not None:
         return torch.device(dev)
+    if args and isinstance(args[0], _Tensor):
+        return args[0].device
     for t in leaves(list(args)):
         return t.device
     return torch.device("cpu")
@@ -307,6 +357,17 @@ def trace_build(
 ) -> Trace:
     """Seed, build the model under the tracer, and bind every event to the final tensor names."""
     tracer = tracer if tracer is not None else InitTracer(on_event=on_event)
+    with young_gc():
+        return _bind(tracer, build, seed, device, dtype)
+
+
+def _bind(
+    tracer: InitTracer,
+    build: Callable[[], nn.Module],
+    seed: int,
+    device: str | None,
+    dtype: torch.dtype | None,
+) -> Trace:
     with seeded(seed) as drew, build_context(device, dtype):
         with tracer:
             model = build()
