@@ -3,6 +3,7 @@
     python benchmarks/trace_overhead.py                      # linear_many and gpt2_small, 5 runs
     python benchmarks/trace_overhead.py linear_many --runs 9
     python benchmarks/trace_overhead.py --freeze --runs 5    # + whole-process freeze of 20,000 Linear
+    PYTHONPATH=OLD python benchmarks/trace_overhead.py --freeze --code OLD   # another checkout's code
 
 For each model it times, interleaved and in CPU time of this process (``time.process_time``,
 less sensitive to a busy machine than wall time): the plain build, the build under a
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models
 import run as whole
 
+import initaudit
 from initaudit.trace import trace_build
 
 #: Traced overhead per op at most this many times the bare mode's (issue 15).
@@ -94,7 +96,7 @@ def in_process(name: str, runs: int) -> dict[str, float]:
 
 def freeze_ratio(runs: int) -> tuple[float, float]:
     """Median wall seconds of by hand and of ``freeze --digest-only``, 20,000 × Linear(8, 8)."""
-    spec = f"{whole.ROOT / 'benchmarks' / 'models.py'}:linear_20k"
+    spec = f"{Path(__file__).resolve().parent / 'models.py'}:linear_20k"
     with tempfile.TemporaryDirectory(prefix="initaudit-bench-") as tmp:
         res = whole.median(
             {
@@ -118,9 +120,18 @@ def main() -> None:
     p.add_argument("models", nargs="*", default=["linear_many", "gpt2_small"])
     p.add_argument("--runs", type=int, default=5, help="runs per variant (median); default 5")
     p.add_argument("--freeze", action="store_true", help="also the whole-process freeze ratio")
+    p.add_argument(
+        "--code",
+        type=Path,
+        help="the initaudit checkout the --freeze processes import (default: this one); for "
+        "the in-process rows, put the same folder first on PYTHONPATH",
+    )
     opts = p.parse_args()
+    if opts.code is not None:
+        whole.ROOT = opts.code.resolve()  # run.run puts ROOT on the children's PYTHONPATH
     torch.set_num_threads(1)
     print(f"median of {opts.runs} · CPU time of this process · torch {torch.__version__}")
+    print(f"initaudit from {Path(initaudit.__file__).parent.parent}")
     print("| model | ops | plain | bare mode | traced | bare µs/op | traced µs/op | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for name in opts.models:
