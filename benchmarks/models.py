@@ -28,6 +28,11 @@ def linear_many(layers: int = 2000, width: int = 8) -> nn.Module:
     return _drift(nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)]))
 
 
+def linear_20k() -> nn.Module:
+    """20,000 Linear(8, 8): the whole-process freeze target of issue 15 (≤ 1.4× by hand)."""
+    return linear_many(layers=20_000)
+
+
 def gpt2_small() -> nn.Module:
     """(c) A transformers GPT-2 small (GPT2Config() defaults, 124M parameters, tied lm_head)."""
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -151,6 +151,11 @@ def classify_file(filename: str) -> str | Library:
 FILE_CLASS: dict[str, str | Library] = {}
 
 
+#: ``id(code)`` → the tracer's per-code facts (the code object first, so its id stays unique);
+#: filled by :mod:`initaudit.trace.callsite`, forgotten with :data:`FILE_CLASS`.
+CODE_FACTS: dict[int, tuple[Any, ...]] = {}
+
+
 def classify(filename: str) -> str | Library:
     """:func:`classify_file`, cached per file name."""
     cls = FILE_CLASS.get(filename)
@@ -173,6 +178,7 @@ def library_version(name: str) -> str | None:
 def reset_file_cache() -> None:
     """Forget which distribution owns which file (after installing packages in this process)."""
     FILE_CLASS.clear()
+    CODE_FACTS.clear()
     _top_levels.cache_clear()
     _editables.cache_clear()
     library_version.cache_clear()

@@ -25,7 +25,8 @@ from initaudit.errors import InitAuditError
 from initaudit.snapshot.layout import atomic_write
 from initaudit.target import resolve
 from initaudit.tensors import parse_dtype, tensor_hash
-from initaudit.trace.tracer import build_context, named_tensors
+from initaudit.trace.context import build_context
+from initaudit.trace.naming import named_tensors
 
 
 def _rerun_entry(argv: list[str]) -> int:

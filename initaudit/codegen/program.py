@@ -23,6 +23,7 @@ from initaudit.recipes import INIT_FUNCTIONS
 from initaudit.target import with_example_input as builder_for
 from initaudit.tensors import tensor_bytes
 from initaudit.trace import tracer as trace_mod
+from initaudit.trace.context import numpy_module
 from initaudit.trace.tracer import Event, StorageRecord, Trace
 
 LITERAL_LIMIT = 64  # external tensors up to this many elements are written out as literals
@@ -174,7 +175,7 @@ class _ProgramTracer(trace_mod.InitTracer):
         for i, arg in enumerate(schema.arguments):
             value = args[i] if i < len(args) else kwargs.get(arg.name)
             info = arg.alias_info
-            for t in trace_mod._leaves(value):
+            for t in trace_mod.leaves(value):
                 ref = self._ref(t)
                 if ref is None:
                     continue
@@ -185,7 +186,7 @@ class _ProgramTracer(trace_mod.InitTracer):
                 else:
                     reads.append(ref)
         fresh = []
-        for t in trace_mod._leaves(out):
+        for t in trace_mod.leaves(out):
             ref = self._ref(t)
             if ref is not None and ref.rec is not None and ref.rec.events:
                 ev = ref.rec.events[0]
@@ -242,7 +243,7 @@ def unfixed_by_torch_seed(
     ``random.gauss``, a clock reading), so such values would be "reproduced" only as the
     constants of this one build: they cannot be made explicit.
     """
-    np = trace_mod._numpy()
+    np = numpy_module()
     saved = (torch.get_rng_state(), random.getstate(), np.random.get_state() if np else None)
     other_seed = seed + 7919
     try:

@@ -23,7 +23,7 @@ from initaudit.codegen.plan import Step, check_explainable, plan, steps_of
 from initaudit.codegen.program import CodegenError, Program, Ref, short_site
 from initaudit.codegen.wrap import LINE_LENGTH, wrap_line
 from initaudit.errors import InitAuditError
-from initaudit.trace import tracer as trace_mod
+from initaudit.trace.naming import module_type_of
 from initaudit.trace.tracer import Event
 
 _FACTORY_TO_INPLACE = {"zeros": "zero_()", "ones": "fill_(1)"}
@@ -81,7 +81,7 @@ class _Generator:
             if finals:
                 name = finals[0].name
                 mod = name.rsplit(".", 1)[0] if "." in name else ""
-                kind = trace_mod.module_type_of(self.p.trace.model, name)
+                kind = module_type_of(self.p.trace.model, name)
                 return mod, f"{mod or self.r.root} ({kind})"
         return "", "scratch tensors (not part of the final model)"
 

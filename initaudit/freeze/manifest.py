@@ -12,13 +12,13 @@ from initaudit.recipes import describe_call
 from initaudit.snapshot.schema import FORMAT, FORMAT_VERSION, Manifest, TensorEntry
 from initaudit.tensors import dtype_name, tensor_hash, tensor_stats
 from initaudit.trace.loaded import loaded_tensors
-from initaudit.trace.tracer import module_type_of
+from initaudit.trace.naming import module_type_of
 
 if TYPE_CHECKING:
     import torch
 
     from initaudit.target import Target
-    from initaudit.trace.tracer import TensorTrace, Trace
+    from initaudit.trace.events import TensorTrace, Trace
 
 #: Tensors of at least this many bytes are hashed on a second thread while their statistics
 #: are computed; smaller ones cost less to hash inline than to hand off.

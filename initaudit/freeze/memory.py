@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from initaudit.freeze.manifest import build_manifest
 from initaudit.snapshot.read import Snapshot
 from initaudit.target import Target, with_example_input
-from initaudit.trace.tracer import Trace, trace_build
+from initaudit.trace import Trace, trace_build
 
 if TYPE_CHECKING:
     import torch

@@ -13,7 +13,7 @@ from initaudit.audit.report import AuditReport
 from initaudit.audit.rows import TensorRow, init_text
 from initaudit.render.console import MAX_LINE, console, markup, print_json, safe
 from initaudit.render.tables import Column, layout
-from initaudit.trace.tracer import signature_of
+from initaudit.trace.naming import signature_of
 
 _ORIGIN_STYLE = {
     "default": "cyan",

@@ -31,17 +31,11 @@ import torch
 from initaudit.errors import InitAuditError, StreamError
 from initaudit.libraries import USER, Library, classify_file
 from initaudit.tensors import tensor_hash, tensor_stats
+from initaudit.trace.callsite import callsite, jsonable
+from initaudit.trace.context import build_context, rng_digest, seeded
+from initaudit.trace.events import Event
 from initaudit.trace.record import Op, Ref, op_name, value_at
-from initaudit.trace.tracer import (
-    Event,
-    InitTracer,
-    build_context,
-    callsite,
-    jsonable,
-    rng_digest,
-    seeded,
-    trace_build,
-)
+from initaudit.trace.tracer import InitTracer, trace_build
 
 if TYPE_CHECKING:
     pass

@@ -19,7 +19,7 @@ from initaudit.render.console import origin_text
 from initaudit.target import Target, resolve
 from initaudit.trace import trace_build
 
-from .models import tinydist
+from ..models import tinydist
 
 transformers = pytest.importorskip("transformers")
 TV = transformers.__version__
@@ -50,12 +50,12 @@ def test_gpt2_origins_name_transformers_version_function_and_file():
     )
     assert attn["init"]["call"] == "normal_"  # torch's init function, as before
     # The user's site is the first frame outside libraries: this test file.
-    assert attn["site"].startswith("tests/test_trace_origins.py:")
+    assert attn["site"].startswith("tests/trace/test_callsite.py:")
     assert {t["origin"] for t in manifest["tensors"]} == {"library"}
     prov = manifest["provenance"]
     assert prov["libraries"]["transformers"] == TV
     assert "torch" not in prov["libraries"]  # torch is recorded on its own
-    assert prov["sources"]["tests/test_trace_origins.py"].startswith("sha256:")
+    assert prov["sources"]["tests/trace/test_callsite.py"].startswith("sha256:")
 
 
 def test_bert_origins_name_bert_init_weights():
@@ -130,7 +130,7 @@ def test_user_code_calling_a_library_helper_is_the_users(tiny_plain, tmp_path):
     manifest = _entries(build)
     w = next(t for t in manifest["tensors"] if t["name"] == "weight")
     assert w["origin"] == "user" and w["init"]["call"] == "tinyinit.trunc_normal_"
-    assert w["site"].startswith("tests/test_trace_origins.py:")
+    assert w["site"].startswith("tests/trace/test_callsite.py:")
     assert w["library"]["name"] == "tinyinit"
 
 
@@ -168,7 +168,7 @@ def test_old_snapshot_without_code_provenance_reads_and_diffs():
     """Snapshots frozen before libraries/sources were recorded still read and compare."""
     from initaudit.diff import diff_snapshots
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     old = snapshot.read(ROOT / "snapshots" / "mlp" / "torch-2.13.0+cpu-seed0.json")
     assert "libraries" not in old.environment

@@ -11,8 +11,8 @@ from torch import nn
 from initaudit.target import resolve
 from initaudit.trace import trace_build
 
-from .conftest import EXAMPLES
-from .models import corpus
+from ..conftest import EXAMPLES
+from ..models import corpus
 
 
 def _plain(build, seed=0):
