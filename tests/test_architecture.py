@@ -251,3 +251,36 @@ def test_command_help_does_not_import_torch(command):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _module_aliases(tree: ast.AST, module: str) -> dict[str, str]:
+    """Local names bound to initaudit modules: ``import initaudit.x as y``, ``from initaudit import x``."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in MODULES and a.asname:
+                    aliases[a.asname] = a.name
+        elif isinstance(node, ast.ImportFrom):
+            for target in _resolve(module, node):
+                for a in node.names:
+                    if target.endswith("." + a.name) or target == a.name:
+                        aliases[a.asname or a.name] = target
+    return aliases
+
+
+def test_no_private_name_reached_through_a_module():
+    reached = []
+    for m, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        aliases = _module_aliases(tree, m)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                reached.append(f"{m}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+    assert reached == []
