@@ -14,7 +14,7 @@ from typing import Any
 
 from initaudit.audit.predict import EPS, Prediction, finite_number, predict
 from initaudit.recipes import library_text
-from initaudit.trace.tracer import signature_of
+from initaudit.trace.naming import signature_of
 
 #: A sample statistic further than this many standard errors from the recipe is suspicious.
 SIGMA_THRESHOLD = 6.0
