@@ -41,8 +41,8 @@ print(n)
 """
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Run ``cmd`` to its end; return (wall seconds, peak RSS bytes, stdout)."""
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
+    """Run ``cmd`` to its end; return (wall seconds, CPU seconds, peak RSS bytes, stdout)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
@@ -51,7 +51,7 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return wall, usage.ru_maxrss * 1024, out.decode()
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out.decode()
 
 
 def main() -> None:
@@ -67,6 +67,7 @@ def main() -> None:
     raw_cmd = [sys.executable, "-c", RAW.format(bench=str(MODELS.parent), args=opts.arg,
                                                 name=opts.model)]
     walls: dict[str, list[float]] = {"raw": [], "stream": []}
+    cpus: dict[str, list[float]] = {"raw": [], "stream": []}
     peaks: dict[str, list[int]] = {"raw": [], "stream": []}
     numel = 0
     with tempfile.TemporaryDirectory(prefix="initaudit-stream-") as tmp:
@@ -77,25 +78,27 @@ def main() -> None:
             stream_cmd += ["--arg", a]
         for i in range(opts.runs):
             for kind in ("stream",) if opts.no_raw else ("raw", "stream"):
-                wall, peak, text = run(raw_cmd if kind == "raw" else stream_cmd, env)
+                wall, cpu, peak, text = run(raw_cmd if kind == "raw" else stream_cmd, env)
                 if kind == "raw":
                     numel = int(text.split()[-1])
                 walls[kind].append(wall)
+                cpus[kind].append(cpu)
                 peaks[kind].append(peak)
-                print(f"run {i + 1} {kind}: {wall:.1f} s, {peak / 2**30:.2f} GiB", flush=True)
+                print(f"run {i + 1} {kind}: {wall:.1f} s, {cpu:.1f} s CPU, "
+                      f"{peak / 2**30:.2f} GiB", flush=True)
         if not numel:
             import json
 
             numel = sum(t["stats"]["numel"] for t in json.loads(out.read_text())["tensors"])
     print(f"\n{opts.model} {' '.join(opts.arg)}: {numel / 1e6:,.0f} M parameters, "
           f"median of {opts.runs}, code {opts.code}")
-    print("| run | wall | params/s | peak RSS |")
-    print("|---|---|---|---|")
+    print("| run | wall | params/s | CPU (user + sys) | peak RSS |")
+    print("|---|---|---|---|---|")
     for kind, ws in walls.items():
         if ws:
             w = statistics.median(ws)
             print(f"| {kind} | {w:.1f} s | {numel / w / 1e6:.1f} M/s | "
-                  f"{max(peaks[kind]) / 2**30:.2f} GiB |")
+                  f"{statistics.median(cpus[kind]):.1f} s | {max(peaks[kind]) / 2**30:.2f} GiB |")
     if walls["raw"]:
         ratio = statistics.median(walls["raw"]) / statistics.median(walls["stream"])
         print(f"\nstreamed rate / raw rate: {ratio:.2f}× (target ≥ 0.9×)")
