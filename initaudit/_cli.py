@@ -305,12 +305,13 @@ def freeze_target(
     dtype: str | None,
     quiet: bool,
     example_input: str | None = None,
+    values_ahead: bool = False,
 ) -> tuple[Any, Any]:
     """Resolve and freeze a target in memory, with progress on a terminal."""
     check_device(device)
     shape = parse_example_input(example_input)
     target = resolve_target(spec, args)
-    return target, freeze_resolved(target, seed, device, dtype, quiet, shape)
+    return target, freeze_resolved(target, seed, device, dtype, quiet, shape, values_ahead)
 
 
 def freeze_model(model: Any, device: str, dtype: str | None, quiet: bool) -> Any:
@@ -329,6 +330,7 @@ def freeze_resolved(
     dtype: str | None,
     quiet: bool,
     shape: tuple[int, ...] | None,
+    values_ahead: bool = False,
 ) -> Any:
     """Freeze a resolved target in memory, with progress on a terminal; return the snapshot."""
     from initaudit.freeze.memory import freeze
@@ -343,6 +345,7 @@ def freeze_resolved(
             on_event=lambda n: rep.update(n, text=f"building {target.name}: {n} ops traced"),
             on_tensor=rep.hashing(target.name),
             example_input=shape,
+            values_ahead=values_ahead,
         )
     return snap
 
@@ -463,7 +466,9 @@ def freeze(
             quiet=quiet,
         )
     if snap is None:
-        _, snap = freeze_target(target, args, seed, device, dtype, quiet, example_input)
+        _, snap = freeze_target(
+            target, args, seed, device, dtype, quiet, example_input, values_ahead=not digest_only
+        )
     path = out or snapshot_mod.default_path(snap.manifest, snapshot_dir)
     snapshot_mod.write(snap, path, digest_only=digest_only, force=force)
     written = [str(path)]
