@@ -45,9 +45,9 @@ torch.save(model.state_dict(), {out!r})
 """
 
 
-def run(cmd: list[str]) -> tuple[float, float, int]:
+def run(cmd: list[str], code: Path = ROOT) -> tuple[float, float, int]:
     """Run ``cmd`` to its end; return (wall seconds, CPU seconds, peak RSS bytes)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(code))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -70,6 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated names")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--code", type=Path, action="append", default=[],
+                    help="also time the freeze of this other checkout (e.g. main), interleaved")
     opts = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="initaudit-large-", dir=os.environ.get("TMPDIR")) as tmp:
@@ -83,10 +85,12 @@ def main() -> None:
                     BY_HAND.format(bench=str(BENCH), expr=expr, out=f"{tmp}/{name}.pt")]
             frz = [sys.executable, "-m", "initaudit", "freeze", spec, "-q", "--force",
                    "--out", f"{tmp}/{name}.json"]
-            got: dict[str, list[tuple[float, float, int]]] = {"by hand": [], "freeze": []}
+            kinds = [("by hand", hand, ROOT), ("freeze", frz, ROOT)]
+            kinds += [(f"freeze ({c})", frz, c.resolve()) for c in opts.code]
+            got: dict[str, list[tuple[float, float, int]]] = {k: [] for k, _, _ in kinds}
             for i in range(opts.runs):
-                for kind, cmd in (("by hand", hand), ("freeze", frz)):
-                    got[kind].append(run(cmd))
+                for kind, cmd, code in kinds:
+                    got[kind].append(run(cmd, code))
                     w, c, m = got[kind][-1]
                     print(f"{name} run {i + 1} {kind}: {w:.1f} s wall, {c:.1f} s CPU, "
                           f"{m / 2**30:.2f} GiB", flush=True)
@@ -94,15 +98,15 @@ def main() -> None:
                         f.unlink()  # no page-cache or disk carry-over between runs
             rows.append((name, got))
     print(f"\nmedians of {opts.runs}, interleaved")
-    print("| model | by hand | freeze | freeze / by hand | CPU by hand | CPU freeze | peak RSS "
-          "by hand / freeze |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | command | wall | vs by hand | CPU (user + sys) | peak RSS |")
+    print("|---|---|---|---|---|---|")
     for name, got in rows:
-        med = {k: [statistics.median(x[j] for x in v) for j in range(2)] for k, v in got.items()}
-        peak = {k: max(x[2] for x in v) / 2**30 for k, v in got.items()}
-        print(f"| {name} | {med['by hand'][0]:.1f} s | {med['freeze'][0]:.1f} s | "
-              f"**{med['freeze'][0] / med['by hand'][0]:.2f}×** | {med['by hand'][1]:.1f} s | "
-              f"{med['freeze'][1]:.1f} s | {peak['by hand']:.2f} / {peak['freeze']:.2f} GiB |")
+        base = statistics.median(x[0] for x in got["by hand"])
+        for kind, v in got.items():
+            wall = statistics.median(x[0] for x in v)
+            cpu = statistics.median(x[1] for x in v)
+            print(f"| {name} | {kind} | {wall:.1f} s | **{wall / base:.2f}×** | {cpu:.1f} s | "
+                  f"{max(x[2] for x in v) / 2**30:.2f} GiB |")
 
 
 if __name__ == "__main__":
