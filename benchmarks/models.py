@@ -75,3 +75,14 @@ def llama70b() -> nn.Module:
         num_attention_heads=64,
         num_key_value_heads=8,
     )
+
+
+def linear_tensors(tensors: int = 2000, width: int = 8) -> nn.Module:
+    """tensors/2 Linear(8, 8) in a Sequential: ``tensors`` small tensors (growth sweep (a))."""
+    return _drift(nn.Sequential(*[nn.Linear(width, width) for _ in range(max(1, tensors // 2))]))
+
+
+def linear_bytes(nbytes: int = 2**20, layers: int = 4) -> nn.Module:
+    """``layers`` square Linear layers totalling about ``nbytes`` of fp32 (growth sweep (b))."""
+    width = max(1, int((nbytes / (4 * layers)) ** 0.5))
+    return _drift(nn.Sequential(*[nn.Linear(width, width) for _ in range(layers)]))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from initaudit.envs import environments as E
-from tests.test_environments import session_env_dir
+from tests.envs.test_environments import session_env_dir
 
 TORCH, TORCHVISION = "2.14.1", "0.29.1"
 

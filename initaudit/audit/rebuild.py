@@ -8,10 +8,17 @@ from __future__ import annotations
 import ast
 import json
 import os
+import random
 import sys
+import threading
 from pathlib import Path
 
 import torch
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None  # type: ignore[assignment]
 
 from initaudit.audit.inspect import audit_builder
 from initaudit.errors import InitAuditError
@@ -23,8 +30,6 @@ from initaudit.trace.tracer import build_context, named_tensors
 
 def _rerun_entry(argv: list[str]) -> int:
     """Run :func:`_rerun_main`; errors become one ``initaudit: error:`` line and exit code 2."""
-    import threading
-
     try:
         code = _rerun_main(argv)
     except InitAuditError as exc:
@@ -40,8 +45,6 @@ def _rerun_entry(argv: list[str]) -> int:
 
 def _rerun_main(argv: list[str]) -> int:
     """Entry point of the fresh-process rebuild: seed torch only, build, write tensor hashes."""
-    import random
-
     config, out = json.loads(argv[0]), Path(argv[1])
     target = resolve(config["spec"], ast.literal_eval(config["kwargs"]))
     dtype = parse_dtype(config["dtype"]) if config.get("dtype") else None
@@ -49,12 +52,8 @@ def _rerun_main(argv: list[str]) -> int:
     # What a training script that seeds only torch gets: Python's and NumPy's global RNGs start
     # from fresh entropy, as they do in a new process.
     random.seed(os.urandom(16))
-    try:
-        import numpy as np
-
+    if np is not None:
         np.random.seed(int.from_bytes(os.urandom(4), "little"))
-    except ImportError:  # pragma: no cover
-        pass
     torch.manual_seed(config["seed"])
     with build_context(config["device"], dtype):
         model = build()

@@ -22,7 +22,15 @@ from pathlib import Path
 import libcst as cst
 import torch
 
-from initaudit.codegen import program as codegen
+from initaudit.codegen.program import Program, trace_program
+from initaudit.codegen.python import generate_body
+from initaudit.codegen.verification import (
+    Verification,
+    compare_model,
+    defaults_disabled,
+    failure_message,
+)
+from initaudit.codegen.wrap import wrap_lines
 from initaudit.errors import AuditFailure, TargetError, UsageError
 from initaudit.snapshot.layout import atomic_write
 from initaudit.target import resolve
@@ -329,15 +337,15 @@ def rewrite(spec: str, *, seed: int = 0, write: bool = True) -> RewriteResult:
         target = resolve(f"{plain}:{cls}")
         if not isinstance(target.builder, type):
             raise UsageError(f"{cls} in {path} is not a class")
-        program = codegen.trace_program(target.build, seed, label=cls, spec=spec)
-    lines, uses_math = codegen.generate_body(program, root="self", line_only=True)
+        program = trace_program(target.build, seed, label=cls, spec=spec)
+    lines, uses_math = generate_body(program, root="self", line_only=True)
     block_text = "\n".join(
         [
             f"{MARKER} (initaudit rewrite, torch {torch.__version__.split('+')[0]}):",
             "# replays every draw above from the same RNG state, so nothing depends on defaults",
             f"torch.set_rng_state({STATE_VAR})",
             "with torch.no_grad():",
-            *codegen.wrap_lines(lines, "    ", outer=8),
+            *wrap_lines(lines, "    ", outer=8),
             "",
         ]
     )
@@ -350,7 +358,7 @@ def rewrite(spec: str, *, seed: int = 0, write: bool = True) -> RewriteResult:
     return RewriteResult(path, cls, old, new, written=write and new != old)
 
 
-def _verify(path: Path, new: str, cls: str, program: codegen.Program) -> None:
+def _verify(path: Path, new: str, cls: str, program: Program) -> None:
     """Build the rewritten class (defaults on, then NaN-filled) and compare bitwise."""
     reference = program.trace.model
     bad: dict[str, list[str]] = {}
@@ -360,17 +368,15 @@ def _verify(path: Path, new: str, cls: str, program: codegen.Program) -> None:
         try:
             torch.manual_seed(program.seed)
             model = target.build()
-            bad["torch defaults on"] = codegen.compare_model(
-                reference, model, program.trace.rng_after
-            )
-            with codegen.defaults_disabled():
+            bad["torch defaults on"] = compare_model(reference, model, program.trace.rng_after)
+            with defaults_disabled():
                 torch.manual_seed(program.seed)
                 model = target.build()
-                bad["torch defaults replaced by NaN"] = codegen.compare_model(
+                bad["torch defaults replaced by NaN"] = compare_model(
                     reference, model, program.trace.rng_after
                 )
         finally:
             torch.set_rng_state(saved)
-    v = codegen.Verification(0, bad, list(bad))
+    v = Verification(0, bad, list(bad))
     if not v.ok:
-        raise AuditFailure(codegen.failure_message(v, f"the rewritten {cls}") + "; file unchanged")
+        raise AuditFailure(failure_message(v, f"the rewritten {cls}") + "; file unchanged")

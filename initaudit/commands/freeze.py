@@ -1,13 +1,30 @@
-"""``initaudit freeze``: orchestration of the in-memory and the streamed digest freeze, with progress."""
+"""``initaudit freeze``: the command, and orchestration of the in-memory and the streamed
+digest freeze, with progress."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from initaudit.errors import StreamError
-from initaudit.freeze.stream import available_bytes, stream_freeze
+import click
+
+from initaudit.commands.options import (
+    check_device,
+    configured_models,
+    example_input_option,
+    format_option,
+    freeze_model,
+    freeze_target,
+    project_config,
+    resolve_dtype,
+    resolve_target,
+    snapshot_dir_option,
+    target_options,
+)
+from initaudit.errors import InitAuditError, StreamError, UsageError
 from initaudit.render import console as render
-from initaudit.trace.meta import meta_size, meta_trace
 
 if TYPE_CHECKING:
     import torch
@@ -16,6 +33,130 @@ if TYPE_CHECKING:
     from initaudit.target import Target
 
 
+_EPILOG_FREEZE = """\b
+Examples:
+  initaudit freeze examples/mlp.py
+  initaudit freeze examples/highway.py:build_model --arg depth=20 --seed 1
+  initaudit freeze my_pkg.models:ResNet --out resnet.json --digest-only
+  initaudit freeze big.py:build --digest-only --stream   # larger than memory
+  initaudit freeze examples/cnn.py --format json | jq '.tensors[0]'
+"""
+
+
+@click.command(epilog=_EPILOG_FREEZE)
+@target_options(optional=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Manifest path, ending in .json (values go beside it as NAME.<hash>.safetensors). "
+    "Default: snapshots/<model>/torch-<version>-seed<seed>.json",
+)
+@click.option(
+    "--digest-only", is_flag=True, help="Write the manifest only (hashes and statistics)."
+)
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="With --digest-only: trace on the meta device, then replay one tensor at a time "
+    "(models larger than memory; taken by itself when the model would not fit).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing snapshot.")
+@snapshot_dir_option("Root for default snapshot paths.")
+@example_input_option
+@format_option("text", "json")
+def freeze(
+    target: str | None,
+    args: tuple[str, ...],
+    seed: int,
+    device: str,
+    dtype: str | None,
+    quiet: bool,
+    out: Path | None,
+    digest_only: bool,
+    stream: bool,
+    force: bool,
+    snapshot_dir: Path,
+    example_input: str | None,
+    fmt: str,
+) -> None:
+    """Build TARGET under a seed and snapshot its initial parameters and buffers.
+
+    TARGET is path/to/file.py, path/to/file.py:NAME or package.module:NAME, where NAME is an
+    nn.Module subclass or a function returning one. Without TARGET: every model of
+    [tool.initaudit] in the nearest pyproject.toml, each to its default snapshot path.
+    """
+    from initaudit import snapshot as snapshot_mod
+
+    if target is None:
+        cfg = configured_models(
+            project_config(),
+            "freeze",
+            arg=args,
+            out=out,
+            stream=stream,
+            example_input=example_input,
+        )
+        snapshot_dir = snapshot_dir.resolve()
+        os.chdir(cfg.root)  # the config's paths are relative to its folder
+        done: list[dict[str, Any]] = []
+        for model in cfg.models:
+            entry: dict[str, Any] = {"target": model.target, "args": model.args, "seed": model.seed}
+            try:
+                snap = freeze_model(model, device, dtype, quiet)
+                path = snapshot_mod.default_path(snap.manifest, snapshot_dir)
+                entry["written"] = str(snapshot_mod.write(snap, path, digest_only=digest_only, force=force))
+                entry["tensors"] = len(snap.tensors)
+            except InitAuditError as exc:
+                entry["error"] = str(exc)
+            done.append(entry)
+        failed = [e for e in done if "error" in e]
+        if fmt == "json":
+            render.print_json({"models": done, "exit_code": 2 if failed else 0})
+        else:
+            for e in done:
+                label = e["target"] + "".join(f" {k}={v!r}" for k, v in e["args"].items())
+                if "error" in e:
+                    render.error(f"{label}: {e['error']}")
+                else:
+                    render.console().print(
+                        f"{label}: wrote {e['written']} ({e['tensors']} tensors)",
+                        markup=False,
+                        highlight=False,
+                    )
+        sys.exit(2 if failed else 0)
+    snap = None
+    if out is not None:
+        snapshot_mod.check_manifest_path(out)  # before the build: x.safetensors is refused
+    if stream and not digest_only:
+        raise UsageError("--stream needs --digest-only (a streamed model's values are not kept)")
+    if stream and example_input is not None:
+        raise UsageError(
+            "--stream cannot run an --example-input forward; drop --stream for lazy models"
+        )
+    if digest_only and example_input is None:
+        check_device(device)
+        snap = freeze_digest(
+            resolve_target(target, args),
+            seed,
+            device=device,
+            dtype=resolve_dtype(dtype),
+            stream=stream,
+            quiet=quiet,
+        )
+    if snap is None:
+        _, snap = freeze_target(
+            target, args, seed, device, dtype, quiet, example_input, values_ahead=not digest_only
+        )
+    path = out or snapshot_mod.default_path(snap.manifest, snapshot_dir)
+    snapshot_mod.write(snap, path, digest_only=digest_only, force=force)
+    written = [str(path)]
+    if snap.values_path is not None:
+        written.append(str(snap.values_path))
+    if fmt == "json":
+        render.print_json(snap.manifest)
+    else:
+        render.freeze_summary(snap.manifest, written)
 
 
 def freeze_digest(
@@ -29,6 +170,8 @@ def freeze_digest(
 ) -> Snapshot | None:
     """``freeze --digest-only``: the streamed snapshot when asked for or when the model would
     not fit in memory; None when the ordinary in-memory freeze should run instead."""
+    from initaudit.freeze.stream import available_bytes, stream_freeze
+    from initaudit.trace.meta import meta_size, meta_trace
 
     if device != "cpu":
         if stream:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from initaudit.diff.compare import DiffReport, diff_snapshots
+from packaging.version import InvalidVersion, Version
+
+from initaudit.diff.compare import diff_snapshots
+from initaudit.diff.report import DiffReport
 from initaudit.errors import InitAuditError, SnapshotError
 from initaudit.snapshot.read import Snapshot, check_values_file, file_sha256, read
 from initaudit.snapshot.write import default_path, write
@@ -42,8 +45,6 @@ class CheckResult:
 
 
 def _version_key(snap: Snapshot) -> Any:
-    from packaging.version import InvalidVersion, Version
-
     version = str(snap.environment.get("torch"))
     try:
         return (1, Version(version), "")

@@ -11,11 +11,14 @@ complete (a marker file is written last); anything without the marker is incompl
 rebuilt, and so is a marked one whose requirements are missing or lost files. Environments are
 reused on later runs; the initaudit layer alone is reinstalled when the running initaudit's
 source changed.
+
+Beside this module: :mod:`initaudit.envs.versions` (what an environment holds),
+:mod:`initaudit.envs.pip` (the processes that fill it) and :mod:`initaudit.envs.wheel` (the
+running initaudit as a wheel, and its source fingerprint).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as _dt
 import errno
@@ -27,29 +30,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from initaudit import __version__
-from initaudit.errors import EnvironmentSetupError, TargetError, UsageError
+from initaudit.envs.pip import LOG_NAME as LOG_NAME  # re-exported: the cache's log file
+from initaudit.envs.pip import (
+    append_log,
+    child_environ,
+    outer_pip_drives_envs,
+    probe,
+    run_pip,
+)
+from initaudit.envs.pip import pip_error_line as pip_error_line  # re-exported
+from initaudit.envs.versions import check_requirement, check_supported, requirements
+from initaudit.envs.versions import parse_version as parse_version  # re-exported
+from initaudit.envs.wheel import build_wheel, source_fingerprint
+from initaudit.errors import EnvironmentSetupError, TargetError
 from initaudit.provenance import ENV_REQUIREMENTS_VAR
 
-MIN_TORCH = "2.1"
 MARKER = "initaudit-env.json"
 MARKER_FORMAT = "initaudit.env"
 ENV_DIR_VAR = "INITAUDIT_ENV_DIR"
 #: Set to 1 to build every environment from scratch instead of hard-linking torch-only ones.
 NO_LINK_VAR = "INITAUDIT_ENV_NO_LINK"
-LOG_NAME = "initaudit-envs.log"
-# initaudit's own dependencies besides torch, pinned to the running versions when known.
-# numpy: the tracer digests RNG states with Tensor.numpy().
-SMALL_DEPS = ("click", "rich", "deepdiff", "safetensors", "libcst", "packaging", "numpy")
-#: torch wheels before this release were built against NumPy 1.x: with NumPy 2 their
-#: ``Tensor.numpy()`` fails ("Numpy is not available"), so their environments get ``numpy<2``.
-NUMPY2_FROM_TORCH = "2.3"
 
 Log = Callable[[str], None]
 
@@ -73,63 +79,7 @@ class TorchEnv:
         return env_python(self.path)
 
 
-# --------------------------------------------------------------------------- versions, paths
-
-
-def parse_version(text: str) -> Any:
-    """``text`` as a :class:`packaging.version.Version`; a clear error if it is not one."""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(text)
-    except InvalidVersion:
-        raise UsageError(
-            f"--torch {text!r} is not a version number (expected e.g. 2.13.0 or 2.13.0+cpu)"
-        ) from None
-
-
-def check_supported(version: str) -> str:
-    """Refuse, before installing anything, a torch version older than initaudit supports."""
-    from packaging.version import Version
-
-    if parse_version(version) < Version(MIN_TORCH):
-        raise EnvironmentSetupError(
-            f"torch {version} is older than initaudit supports (torch >= {MIN_TORCH}); "
-            "nothing was installed"
-        )
-    return version
-
-
-def check_requirement(text: str, option: str = "--with") -> str:
-    """``text`` as one normalized pip requirement (``transformers==5.0.0``); options refused.
-
-    Only what :class:`packaging.requirements.Requirement` accepts is a requirement: pip options
-    (``-e``, ``--index-url …``), paths and anything else pip would read as a flag are refused, so
-    a value can never change how pip runs.
-    """
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    stripped = text.strip()
-    if stripped.startswith("-"):
-        raise UsageError(
-            f"{option} {text!r} is a pip option, not a requirement; initaudit passes only "
-            "requirements to pip (configure indexes in pip.conf or PIP_INDEX_URL)"
-        )
-    try:
-        req = Requirement(stripped)
-    except InvalidRequirement as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "invalid"
-        raise UsageError(
-            f"{option} {text!r} is not a pip requirement (expected e.g. transformers==4.57.6): "
-            f"{first}"
-        ) from None
-    req.name = canonicalize_name(req.name)
-    return str(req)
-
-
-
-
+# --------------------------------------------------------------------------- paths
 
 
 def default_env_dir() -> Path:
@@ -239,224 +189,6 @@ def check_env(path: Path, marker: dict[str, Any]) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- initaudit wheel
-
-
-def _package_dir() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def _package_files() -> list[Path]:
-    root = _package_dir()
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
-    )
-
-
-def source_fingerprint() -> str:
-    """A digest of the running initaudit's package files: changes when its code changes."""
-    root = _package_dir()
-    h = hashlib.sha256()
-    for p in _package_files():
-        h.update(p.relative_to(root).as_posix().encode() + b"\0")
-        h.update(p.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"sha256={digest}"
-
-
-def build_wheel(out_dir: Path) -> Path:
-    """Write a pure-Python wheel of the running initaudit package into ``out_dir``."""
-    from importlib import metadata
-
-    try:
-        requires = metadata.requires("initaudit") or []
-    except metadata.PackageNotFoundError:
-        requires = []
-    dist = f"initaudit-{__version__}.dist-info"
-    meta = "Metadata-Version: 2.1\nName: initaudit\nVersion: " + __version__ + "\n"
-    meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
-    files: list[tuple[str, bytes]] = []
-    root = _package_dir()
-    for p in _package_files():
-        files.append((f"initaudit/{p.relative_to(root).as_posix()}", p.read_bytes()))
-    files.append((f"{dist}/METADATA", meta.encode()))
-    files.append(
-        (
-            f"{dist}/WHEEL",
-            b"Wheel-Version: 1.0\nGenerator: initaudit\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        )
-    )
-    files.append((f"{dist}/entry_points.txt", b"[pytest11]\ninitaudit = initaudit.pytest_plugin\n"))
-    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files)
-    record += f"{dist}/RECORD,,\n"
-    wheel = out_dir / f"initaudit-{__version__}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files:
-            zf.writestr(name, data)
-        zf.writestr(f"{dist}/RECORD", record)
-    return wheel
-
-
-# --------------------------------------------------------------------------- subprocesses
-
-
-def child_environ() -> dict[str, str]:
-    """The environment variables for processes inside an environment: no leaks from outside."""
-    env = dict(os.environ)
-    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE"):
-        env.pop(key, None)
-    env["PYTHONNOUSERSITE"] = "1"
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    env.setdefault("PYTHONIOENCODING", "utf-8")
-    return env
-
-
-_NETWORK_SIGNS = (
-    "NewConnectionError",
-    "Temporary failure in name resolution",
-    "Network is unreachable",
-    "Connection refused",
-    "Max retries exceeded",
-    "Failed to establish a new connection",
-    "ConnectTimeoutError",
-)
-
-
-_GENERIC_PIP_LINES = ("ResolutionImpossible", "for help visit")
-
-
-def _conflict_causes(lines: list[str]) -> list[str]:
-    """The lines under pip's ``The conflict is caused by:`` (one requirement each)."""
-    causes: list[str] = []
-    inside = False
-    for ln in lines:
-        if ln.strip() == "The conflict is caused by:":
-            inside = True
-            continue
-        if inside:
-            if not ln.strip() or not ln[:1].isspace():
-                inside = False
-                continue
-            causes.append(ln.strip())
-    return causes
-
-
-def pip_error_line(output: str) -> str:
-    """pip's most useful error line: a constraint or conflict it names, else its last ``ERROR:``.
-
-    A resolver conflict ends in a generic ``ERROR: ResolutionImpossible: for help visit …``;
-    the line that says what conflicts (``The user requested (constraint) torch<=2.14.1``)
-    is quoted instead.
-    """
-    lines = output.splitlines()
-    causes = _conflict_causes(lines)
-    if causes:
-        constrained = [c for c in causes if "(constraint)" in c]
-        line = "; ".join(constrained or causes)
-    else:
-        errors = [ln.strip() for ln in lines if ln.strip().startswith("ERROR:")]
-        useful = [e for e in errors if not all(g in e for g in _GENERIC_PIP_LINES)]
-        if useful or errors:
-            line = (useful or errors)[-1]
-        else:
-            tail = [ln.strip() for ln in lines if ln.strip()]
-            line = tail[-1] if tail else "pip failed without a message"
-    return line if len(line) <= 400 else line[:397] + "..."
-
-
-def _pip_hint(output: str, env_dir: Path) -> str | None:
-    if "No space left on device" in output or "[Errno 28]" in output:
-        return f"no space left on the disk of {env_dir}; free space or choose --env-dir"
-    if any(sign in output for sign in _NETWORK_SIGNS):
-        return (
-            "pip could not reach a package index (no network?); point pip at a reachable "
-            "index or wheel folder with PIP_INDEX_URL / PIP_FIND_LINKS or pip.conf"
-        )
-    if "(constraint)" in output:
-        return (
-            "a pip constraints file (pip.conf 'constraint' or PIP_CONSTRAINT) rules this version "
-            "out; see 'pip config list'"
-        )
-    if "(from versions: none)" in output:
-        return (
-            "pip found no release at all on its indexes: no network, or indexes without it? "
-            "Point pip at a reachable index or wheel folder with PIP_INDEX_URL / "
-            "PIP_FIND_LINKS or pip.conf"
-        )
-    return None
-
-
-def _append_log(env_dir: Path, line: str) -> None:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with contextlib.suppress(OSError), open(env_dir / LOG_NAME, "a", encoding="utf-8") as f:
-        f.write(f"{stamp} {line}\n")
-
-
-def _run_pip(python: Path, args: list[str], env_dir: Path, what: str, build_log: Path) -> None:
-    """Run ``python -m pip ARGS``; a failure raises with pip's own error line."""
-    cmd = [*pip_command(python), *args]
-    _append_log(env_dir, "pip " + " ".join(args))
-    with open(build_log, "a", encoding="utf-8") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.run(
-            cmd,
-            env=child_environ(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        log.write(proc.stdout)
-    if proc.returncode != 0:
-        raise EnvironmentSetupError(
-            f"pip could not install {what}: {pip_error_line(proc.stdout)}",
-            hint=_pip_hint(proc.stdout, env_dir) or f"full pip output in {build_log}",
-        )
-
-
-def _outer_pip_drives_envs() -> bool:
-    """Whether the running interpreter's pip can install into another one (``--python``)."""
-    from importlib import metadata
-
-    from packaging.version import Version
-
-    try:
-        return Version(metadata.version("pip")) >= Version("22.3")
-    except (metadata.PackageNotFoundError, ValueError):
-        return False
-
-
-def pip_command(python: Path) -> list[str]:
-    """How to run pip for an environment: the running pip with ``--python``, else its own."""
-    if _outer_pip_drives_envs():
-        return [sys.executable, "-m", "pip", "--python", str(python)]
-    return [str(python), "-m", "pip"]
-
-
-def _probe(python: Path) -> dict[str, Any]:
-    """Import torch and initaudit inside an environment; return what it reports."""
-    code = (
-        "import json, sys, torch, initaudit; "
-        "print(json.dumps({'torch': torch.__version__, 'initaudit': initaudit.__version__, "
-        "'python': sys.version.split()[0]}))"
-    )
-    proc = subprocess.run(
-        [str(python), "-c", code], env=child_environ(), capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EnvironmentSetupError(f"the new environment cannot import torch: {last}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 # --------------------------------------------------------------------------- locking
 
 
@@ -490,29 +222,10 @@ def _oserror(exc: OSError, env_dir: Path, what: str) -> EnvironmentSetupError:
 # --------------------------------------------------------------------------- building
 
 
-def requirements(version: str, extra: tuple[str, ...] = ()) -> list[str]:
-    """What goes into an environment besides initaudit: torch, initaudit's deps, extras."""
-    from importlib import metadata
-
-    reqs = [f"torch=={version}"]
-    old_torch = parse_version(version) < parse_version(NUMPY2_FROM_TORCH)
-    for name in SMALL_DEPS:
-        try:
-            running = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            reqs.append(name)
-            continue
-        if name == "numpy" and old_torch and parse_version(running).major >= 2:
-            reqs.append("numpy<2")
-        else:
-            reqs.append(f"{name}=={running}")
-    return reqs + list(extra)
-
-
 def _install_initaudit(python: Path, env_dir: Path, build_log: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="initaudit-wheel-") as tmp:
         wheel = build_wheel(Path(tmp))
-        _run_pip(
+        run_pip(
             python,
             [
                 "install",
@@ -542,7 +255,7 @@ def _clean_stale(env_dir: Path, slug: str, log: Log) -> None:
     path = env_dir / slug
     if path.exists() and read_marker(path) is None:
         log(f"environment {path} is incomplete (interrupted install?); rebuilding it")
-        _append_log(env_dir, f"incomplete {path}: rebuilding")
+        append_log(env_dir, f"incomplete {path}: rebuilding")
         shutil.rmtree(path, ignore_errors=True)
         if path.exists():
             raise EnvironmentSetupError(f"cannot remove the incomplete environment {path}")
@@ -571,7 +284,7 @@ def ensure(
         broken = check_env(path, marker) if marker is not None else None
         if broken is not None:
             log(f"environment {path} is broken ({broken}); rebuilding it")
-            _append_log(env_dir, f"broken {path} ({broken}): rebuilding")
+            append_log(env_dir, f"broken {path} ({broken}): rebuilding")
             shutil.rmtree(path, ignore_errors=True)
             if path.exists():
                 raise EnvironmentSetupError(f"cannot remove the broken environment {path}")
@@ -584,7 +297,7 @@ def ensure(
             if marker.get("initaudit_source") != fingerprint:
                 log(f"torch {version}: refreshing initaudit in {path} (its source changed)")
                 _refresh_initaudit(path, marker, fingerprint, env_dir)
-            _append_log(env_dir, f"reuse {path}")
+            append_log(env_dir, f"reuse {path}")
             return TorchEnv(version, path, marker["torch"], reused=True)
         _clean_stale(env_dir, slug, log)
         base = None
@@ -608,7 +321,7 @@ def _refresh_requirements(
     build_log = env_dir / "logs" / f"{path.name}.log"
     build_log.parent.mkdir(parents=True, exist_ok=True)
     _write_marker(path, dict(marker, requirements=None))  # an interrupted update is retried
-    _run_pip(
+    run_pip(
         env_python(path),
         ["install", "--no-warn-script-location", "--progress-bar", "off", *reqs],
         env_dir,
@@ -677,7 +390,7 @@ def _build(
                 tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{slug}-", dir=env_dir))
         if not cloned:
             # pip itself is only copied in (ensurepip, ~8 s) when the running pip cannot drive it
-            with_pip = not _outer_pip_drives_envs()
+            with_pip = not outer_pip_drives_envs()
             venv.EnvBuilder(
                 with_pip=with_pip, symlinks=(sys.platform != "win32"), clear=True
             ).create(str(tmp))
@@ -698,7 +411,7 @@ def _build(
     try:
         python = env_python(tmp)
         reqs = requirements(version, extra)
-        _run_pip(
+        run_pip(
             python,
             ["install", "--no-warn-script-location", "--progress-bar", "off", *reqs],
             env_dir,
@@ -706,7 +419,7 @@ def _build(
             build_log,
         )
         _install_initaudit(python, env_dir, build_log)
-        info = _probe(python)
+        info = probe(python)
         marker = {
             "format": MARKER_FORMAT,
             "torch_requested": version,
@@ -720,7 +433,7 @@ def _build(
         }
         _write_marker(tmp, marker)  # last: only a complete environment carries it
         os.replace(tmp, env_dir / slug)
-        _append_log(env_dir, f"built {env_dir / slug} (torch {info['torch']})")
+        append_log(env_dir, f"built {env_dir / slug} (torch {info['torch']})")
         tmp = None
     except OSError as exc:
         raise _oserror(exc, env_dir, "build an environment") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from initaudit.diff import compare as diff_mod
-from initaudit.diff.compare import report_to_json
+from initaudit.diff.report import report_to_json
 from initaudit.envs import environments
 from initaudit.errors import InitAuditError, SnapshotError, UsageError
 from initaudit.provenance import requirement_name

@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from initaudit.audit.inspect import AuditReport, TensorRow, init_text
+from initaudit.audit.report import AuditReport
+from initaudit.audit.rows import TensorRow, init_text
 from initaudit.render.console import MAX_LINE, console, markup, print_json, safe
 from initaudit.render.tables import Column, layout
 from initaudit.trace.tracer import signature_of

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from initaudit.diff.compare import STATUSES, DiffReport, TensorDiff, init_text, report_to_json
+from initaudit.diff.report import STATUSES, DiffReport, TensorDiff, init_text, report_to_json
 from initaudit.render import console as render
 from initaudit.render.tables import Column, layout
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from initaudit.diff.compare import DiffReport
+from initaudit.diff.report import DiffReport
 from initaudit.render.diff import diff_markdown, diff_text, verdict_line
 from initaudit.render.matrix import matrix_markdown, matrix_text
 

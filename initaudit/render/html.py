@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from initaudit import __version__
-from initaudit.audit.inspect import AuditReport, TensorRow
-from initaudit.diff.compare import STATUSES, DiffReport, TensorDiff
+from initaudit.audit.report import AuditReport
+from initaudit.audit.rows import TensorRow
+from initaudit.diff.report import STATUSES, DiffReport, TensorDiff
 from initaudit.envs.matrix import MatrixResult
 from initaudit.render import plots
 from initaudit.render.audit import short_init, short_source

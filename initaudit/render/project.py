@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from initaudit.diff.check import ProjectCheck
-from initaudit.diff.compare import report_to_json
+from initaudit.diff.report import report_to_json
 from initaudit.render import console as render
 from initaudit.render.diff import diff_markdown, diff_text
 from initaudit.render.github import annotations, escape_data, escape_property

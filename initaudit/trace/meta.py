@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from initaudit.errors import InitAuditError, StreamError
+from initaudit.libraries import USER, Library, classify_file
 from initaudit.tensors import tensor_hash, tensor_stats
 from initaudit.trace.record import Op, Ref, op_name, value_at
 from initaudit.trace.tracer import (
@@ -102,14 +103,40 @@ def meta_trace(
     try:
         with _record_whole_calls(tracer):
             trace = trace_build(build, seed, device=None, dtype=dtype, tracer=tracer)
-    except InitAuditError as exc:
-        raise StreamError(f"the build cannot run on the meta device: {exc}") from None
-    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
-        raise StreamError(
-            f"the build cannot run on the meta device ({type(exc).__name__}: {exc}); "
-            "it probably reads tensor values while building; freeze without --stream"
-        ) from None
+    except (InitAuditError, RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+        raise _refusal(exc) from None
     return trace, tracer
+
+
+def _refusal(exc: BaseException) -> StreamError:
+    """The one-line refusal for a build that failed on the meta device: the op, the line."""
+    cause = exc.__cause__ if isinstance(exc, InitAuditError) else exc
+    if isinstance(cause, StreamError):  # raised by the recording: it names the op
+        return StreamError(
+            f"the build cannot run on the meta device{build_site(cause)}: {cause.message}"
+        )
+    if isinstance(cause, (RuntimeError, NotImplementedError)):
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return StreamError(
+            f"the build cannot run on the meta device{build_site(cause)} "
+            f"({type(cause).__name__}: {first}); it probably reads tensor values while building"
+        )
+    return StreamError(f"the build cannot run on the meta device: {exc}")
+
+
+def build_site(exc: BaseException) -> str:
+    """`` at FILE:LINE in FUNCTION``: the innermost user or library frame an error went through."""
+    site = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        cls = classify_file(code.co_filename)
+        if isinstance(cls, Library):
+            site = f" at {cls.path}:{tb.tb_lineno} in {code.co_name}"
+        elif cls == USER:
+            site = f" at {code.co_filename}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return site
 
 
 #: ``torch.nn.init`` functions whose work depends on drawn values (a rejection loop, a QR) or
@@ -157,13 +184,38 @@ def _record_whole_calls(tracer: Any) -> Iterator[None]:
 
         return record
 
-    for name, fn in originals.items():
-        setattr(nn.init, name, recorder(name, fn))
+    recorders = {id(fn): recorder(name, fn) for name, fn in originals.items()}
+    # Every reference to the originals: nn.init's own, `from torch.nn.init import …` in any
+    # module, and registries of them (transformers' TORCH_INIT_FUNCTIONS). One bypassed would
+    # return early on the meta tensor (torch skips these on meta) and its draws would be lost.
+    patched = _references(recorders)
+    for c, k, v in patched:
+        c[k] = recorders[id(v)]
     try:
         yield
     finally:
-        for name, fn in originals.items():
-            setattr(nn.init, name, fn)
+        for c, k, v in reversed(patched):
+            c[k] = v
+        # Modules imported during the build took the recorders: give them the originals.
+        back = {id(r): fn for fn, r in zip(originals.values(), recorders.values(), strict=True)}
+        for c, k, v in _references(back):
+            c[k] = back[id(v)]
+
+
+def _references(targets: dict[int, Any]) -> list[tuple[dict[Any, Any], Any, Any]]:
+    """``(dict, key, value)`` wherever a loaded module holds one of ``targets`` (by id): as a
+    global, or as a value of a small dict global (a registry of functions)."""
+    out: list[tuple[dict[Any, Any], Any, Any]] = []
+    for module in list(sys.modules.values()):
+        space = getattr(module, "__dict__", None)
+        if type(space) is not dict:
+            continue
+        for key, value in list(space.items()):
+            if id(value) in targets:
+                out.append((space, key, value))
+            elif type(value) is dict and len(value) <= 256:  # type(): no __class__ hooks
+                out.extend((value, k, v) for k, v in list(value.items()) if id(v) in targets)
+    return out
 
 
 def _emit_call(tracer: Any, name: str, tensor: torch.Tensor, arguments: dict[str, Any]) -> None:
@@ -370,6 +422,15 @@ def replay(
                         pending[r.rid] = sizes[r.rid]
                         continue
                     real = value_at(out, path)
+                    if tuple(real.shape) != r.size:
+                        # The meta kernel disagrees with the CPU kernel on an output's shape
+                        # (native_batch_norm in eval: (C,) statistics on meta, empty on CPU).
+                        if last.get(r.rid) == i and r.rid not in finals:
+                            continue  # nothing reads it: nothing to keep
+                        raise StreamError(
+                            f"{op_name(op.func)} made a tensor of shape {tuple(real.shape)} on "
+                            f"the CPU where its meta kernel said {r.size}, and the build uses it"
+                        )
                     if (
                         real.storage_offset() != r.offset
                         or tuple(real.stride()) != r.stride

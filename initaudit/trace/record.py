@@ -7,7 +7,9 @@ can replay it later on real CPU tensors, one storage at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +48,18 @@ class Op:
 
 def redirect_to_meta(func: Any, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Send an op that would allocate on the CPU to the meta device (the build code still sees
-    CPU as the default device, so code that skips init on meta, like transformers', runs it)."""
+    CPU as the default device, so code that skips init on meta, like transformers', runs it).
+
+    The small value factories (:data:`VALUE_FACTORIES`: ``arange``, ``linspace``…) stay on the
+    CPU: their values are computed for real (see :func:`run_recorded`).
+    """
     if func in _KEEP_ON_CPU:
+        return kwargs
+    if func.overloadpacket in VALUE_FACTORIES:
+        dev = kwargs.get("device")
+        if dev is not None and torch.device(dev).type == "meta":
+            kwargs = dict(kwargs)
+            kwargs["device"] = _CPU
         return kwargs
     dev = kwargs.get("device", _MISSING)
     if dev is _MISSING:
@@ -64,6 +76,198 @@ _MISSING = object()
 
 
 _KEEP_ON_CPU = {torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default}
+
+_A = torch.ops.aten
+
+#: Factories of small computed values, run for real during the meta trace (drop-path rates from
+#: ``linspace(...).tolist()``, RegNet widths from ``arange``): they draw no random number, and
+#: the replay re-runs them, so their values are the real build's.
+VALUE_FACTORIES = {
+    _A.arange,
+    _A.linspace,
+    _A.logspace,
+    _A.scalar_tensor,
+}
+
+#: Most elements a tensor computed for real during the meta trace may have; a value factory
+#: making a larger one runs on meta instead (it is model data, not a small computed value).
+REAL_NUMEL = 1 << 20
+
+
+def run_recorded(tracer: Any, func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    """Run one op of a recorded build: for real when all its tensors hold real values (small
+    values computed from ``arange``/``linspace``/``torch.tensor``), on meta otherwise.
+
+    A random op on real values runs for real with the generators left as they were (every draw
+    happens in the replay, in global order) and its result is marked *stale*: not the value the
+    real build has at this point, so reading it (``.item()``, ``unique``) is refused. A meta
+    kernel that is missing is replaced by the CPU kernel on zeros, for ops whose output shape
+    does not depend on the values.
+    """
+    leaves = _leaves((args, kwargs))
+    stale: set[int] = tracer.__dict__.setdefault("stale_keys", set())
+    if not leaves:
+        out = func(*args, **kwargs)
+        if (
+            func.overloadpacket in VALUE_FACTORIES
+            and isinstance(out, torch.Tensor)
+            and out.device.type == "cpu"
+            and out.numel() > REAL_NUMEL
+        ):
+            kwargs = dict(kwargs)
+            kwargs["device"] = _META
+            out = func(*args, **kwargs)
+        return out
+    if all(t.device.type == "cpu" for t in leaves):
+        reads_stale = bool(stale) and any(tracer._key(t) in stale for t in leaves)
+        if reads_stale and _refused_on_meta(func):
+            raise StreamError(
+                f"the build reads a value drawn at random ({op_name(func)} on a tensor a random "
+                "op wrote); its value is only known in the replay",
+            )
+        if torch.Tag.nondeterministic_seeded in func.tags:
+            with _generators_kept(kwargs.get("generator")):
+                out = func(*args, **kwargs)
+            reads_stale = True
+        else:
+            out = func(*args, **kwargs)
+        if reads_stale:
+            stale.update(_written_keys(tracer, func, args, kwargs, out))
+        return out
+    if all(t.device.type == "meta" for t in leaves):  # the common case: nothing to swap
+        return _on_meta(func, args, kwargs, args, kwargs)
+    return _run_on_meta(tracer, func, args, kwargs, stale)
+
+
+def _on_meta(func: Any, margs: Any, mkwargs: Any, args: Any, kwargs: Any) -> Any:
+    """``func`` on meta tensors; the CPU kernel on zeros where no meta kernel exists."""
+    try:
+        return func(*margs, **mkwargs)
+    except (NotImplementedError, RuntimeError) as exc:
+        if _refused_on_meta(func):
+            raise StreamError(_READS_META.format(op=op_name(func))) from None
+        if isinstance(exc, NotImplementedError):  # no meta kernel
+            return _on_cpu_zeros(func, args, kwargs)
+        raise
+
+
+_READS_META = (
+    "the build reads the value of a parameter, a buffer or a tensor computed from one "
+    "({op} on the meta device: .item(), .tolist(), bool(), unique, nonzero or a shape that "
+    "depends on values)"
+)
+
+
+def _run_on_meta(tracer: Any, func: Any, args: Any, kwargs: dict[str, Any], stale: set[int]) -> Any:
+    """Run an op with some meta tensors on meta (its real tensors as meta copies)."""
+    swap: dict[int, torch.Tensor] = {}  # id(meta stand-in) -> the real tensor it stands for
+    writes = {id(t) for t in _written(func, args, kwargs)}
+
+    def meta(t: torch.Tensor) -> torch.Tensor:
+        if t.device.type == "meta":
+            return t
+        m = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=_META)
+        swap[id(m)] = t
+        if id(t) in writes:
+            stale.add(tracer._key(t))  # written from meta values: unknown until the replay
+        return m
+
+    margs, mkwargs = _map_tensors((args, kwargs), meta)
+    out = _on_meta(func, margs, mkwargs, args, kwargs)
+    return _map_tensors(out, lambda t: swap.get(id(t), t))
+
+
+def _on_cpu_zeros(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    """An op without a meta kernel: its CPU kernel with zeros for the meta tensors (the output
+    shapes do not depend on the values), the new outputs as meta tensors. The real run is
+    only for shapes; the replay computes the values."""
+    back: dict[int, torch.Tensor] = {}
+
+    def cpu(t: torch.Tensor) -> torch.Tensor:
+        if t.device.type != "meta":
+            return t
+        c = torch.zeros(t.untyped_storage().nbytes(), dtype=torch.uint8).view(t.dtype)
+        c = c.as_strided(t.shape, t.stride(), t.storage_offset())
+        back[id(c)] = t
+        return c
+
+    def dev(x: Any) -> Any:
+        return _CPU if isinstance(x, torch.device) and x.type == "meta" else x
+
+    cargs, ckwargs = _map_tensors((args, kwargs), cpu)
+    ckwargs = {k: dev(v) for k, v in ckwargs.items()}
+    with _generators_kept(ckwargs.get("generator")):
+        out = func(*cargs, **ckwargs)
+
+    def to_meta(t: torch.Tensor) -> torch.Tensor:
+        if id(t) in back:
+            return back[id(t)]
+        return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=_META)
+
+    return _map_tensors(out, to_meta)
+
+
+@contextmanager
+def _generators_kept(generator: torch.Generator | None) -> Iterator[None]:
+    """Restore the CPU generator (and a private one) after a draw made during the meta trace."""
+    gens = [torch.default_generator] + ([generator] if generator is not None else [])
+    states = [g.get_state() for g in gens]
+    try:
+        yield
+    finally:
+        for g, st in zip(gens, states, strict=True):
+            g.set_state(st)
+
+
+@functools.cache
+def _refused_on_meta(func: Any) -> bool:
+    """Whether an op needs values: it hands one to Python (``.item()``, ``bool()``,
+    ``equal``) or its output shape depends on them (``unique``, ``nonzero``)."""
+    tags = func.tags
+    return (
+        func.overloadpacket in _VALUE_READS
+        or torch.Tag.dynamic_output_shape in tags
+        or torch.Tag.data_dependent_output in tags
+    )
+
+
+_VALUE_READS = {_A._local_scalar_dense, _A.equal, _A.is_nonzero, _A.allclose}
+
+
+@functools.cache
+def _write_positions(func: Any) -> tuple[tuple[int, str], ...]:
+    return tuple(
+        (i, arg.name)
+        for i, arg in enumerate(func._schema.arguments)
+        if arg.alias_info is not None and arg.alias_info.is_write
+    )
+
+
+def _written(func: Any, args: Any, kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    for i, name in _write_positions(func):
+        value = args[i] if i < len(args) else kwargs.get(name)
+        out.extend(_leaves(value))
+    return out
+
+
+def _written_keys(tracer: Any, func: Any, args: Any, kwargs: Any, out: Any) -> set[int]:
+    keys = {tracer._key(t) for t in _written(func, args, kwargs)}
+    keys.update(tracer._key(t) for t in _leaves(out))
+    keys.discard(None)
+    return keys
+
+
+def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, tuple):
+        return tuple(_map_tensors(x, fn) for x in obj)
+    if isinstance(obj, list):
+        return [_map_tensors(x, fn) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    return obj
 
 
 def capture_externals(tracer: Any, args: Any, kwargs: Any) -> None:

@@ -33,7 +33,7 @@ from initaudit.libraries import FILE_CLASS, SELF, STDLIB, TORCH, USER, classify_
 from initaudit.recipes import INIT_FUNCTIONS
 from initaudit.target import lazy_tensor_names
 from initaudit.tensors import tensor_bytes
-from initaudit.trace.record import capture_externals, record_op, redirect_to_meta
+from initaudit.trace.record import capture_externals, record_op, redirect_to_meta, run_recorded
 
 try:  # torch >= 2.0
     from torch.multiprocessing.reductions import StorageWeakRef
@@ -493,7 +493,7 @@ class InitTracer(TorchDispatchMode):
 
             capture_externals(self, args, kwargs)
         seq0 = self._seq
-        out = func(*args, **kwargs)
+        out = func(*args, **kwargs) if self.program is None else run_recorded(self, func, args, kwargs)
         self._observe(func, args, kwargs, out, rng, rng_before)
         if self.program is not None and self._seq > seq0:
 
