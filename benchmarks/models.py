@@ -58,6 +58,30 @@ def llama_small() -> nn.Module:
     )
 
 
+def llama_half() -> nn.Module:
+    """A 0.54 B-parameter Llama (hidden 2048, 8 layers): fits in memory, for the streamed-vs-raw
+    digest comparison."""
+    return llama(
+        hidden_size=2048,
+        intermediate_size=5504,
+        num_hidden_layers=8,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+    )
+
+
+def llama70b() -> nn.Module:
+    """A Llama-2-70B-shaped model (hidden 8192, 80 layers, 64 heads, 8 KV heads, MLP 28672):
+    69 B parameters, 276 GB in float32 — only ever streamed."""
+    return llama(
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+    )
+
+
 def linear_tensors(tensors: int = 2000, width: int = 8) -> nn.Module:
     """tensors/2 Linear(8, 8) in a Sequential: ``tensors`` small tensors (growth sweep (a))."""
     return _drift(nn.Sequential(*[nn.Linear(width, width) for _ in range(max(1, tensors // 2))]))

@@ -9,6 +9,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -117,3 +120,84 @@ def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
     return out
 
 
+
+
+#: Tensors of at least this many bytes are digested on the worker threads; smaller ones cost
+#: less to digest inline than to hand off.
+DIGEST_AHEAD_FROM = 1 << 20
+
+
+class DigestPipeline:
+    """Hash and summarize tensors on worker threads while the caller makes the next ones.
+
+    ``put(name, tensor)`` hands a tensor over (the caller must not modify it afterwards) and
+    blocks while more than ``max_bytes`` wait or are being digested, so memory stays bounded:
+    the caller makes tensor k+1 (torch ops release the GIL) while one worker hashes tensor k
+    (hashlib releases the GIL) and another computes its statistics. ``close()`` waits and
+    returns ``{name: (hash, stats)}``: exactly :func:`tensor_hash` and :func:`tensor_stats`.
+    ``on_done(done, nbytes)`` is called after each tensor, from whichever thread finished it.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int = 1 << 28,
+        on_done: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.digests: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._max = max_bytes
+        self._on_done = on_done
+        self._waiting = 0  # bytes handed over and not yet digested
+        self._done = self._nbytes = 0
+        self._errors: list[BaseException] = []
+        self._cv = threading.Condition()
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="initaudit-digest")
+
+    def put(self, name: str, t: torch.Tensor) -> None:
+        """Digest ``t`` as ``name``: on the workers when large, else here and now."""
+        n = t.numel() * t.element_size()
+        if n < DIGEST_AHEAD_FROM:
+            self._finish(name, tensor_hash(t), tensor_stats(t), n)
+            return
+        with self._cv:
+            while self._waiting and self._waiting + n > self._max and not self._errors:
+                self._cv.wait()
+            self._raise()
+            self._waiting += n
+        hashed = self._pool.submit(tensor_hash, t)
+        stats = self._pool.submit(tensor_stats, t)
+        left = [2]
+
+        def both(_: Future[Any]) -> None:
+            with self._cv:
+                left[0] -= 1
+                if left[0]:
+                    return
+                self._waiting -= n
+                self._cv.notify_all()
+                error = hashed.exception() or stats.exception()
+                if error is not None:
+                    self._errors.append(error)
+                    return
+            self._finish(name, hashed.result(), stats.result(), n)
+
+        hashed.add_done_callback(both)
+        stats.add_done_callback(both)
+
+    def close(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Wait for every tensor handed over; return the digests (re-raise a worker error)."""
+        self._pool.shutdown(wait=True)
+        self._raise()
+        return self.digests
+
+    def _raise(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    def _finish(self, name: str, digest: str, stats: dict[str, Any], n: int) -> None:
+        with self._cv:
+            self.digests[name] = (digest, stats)
+            self._done += 1
+            self._nbytes += n
+            done, nbytes = self._done, self._nbytes
+        if self._on_done is not None:
+            self._on_done(done, nbytes)

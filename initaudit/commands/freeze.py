@@ -145,7 +145,9 @@ def freeze(
             quiet=quiet,
         )
     if snap is None:
-        _, snap = freeze_target(target, args, seed, device, dtype, quiet, example_input)
+        _, snap = freeze_target(
+            target, args, seed, device, dtype, quiet, example_input, values_ahead=not digest_only
+        )
     path = out or snapshot_mod.default_path(snap.manifest, snapshot_dir)
     snapshot_mod.write(snap, path, digest_only=digest_only, force=force)
     written = [str(path)]

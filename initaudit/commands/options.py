@@ -174,12 +174,13 @@ def freeze_target(
     dtype: str | None,
     quiet: bool,
     example_input: str | None = None,
+    values_ahead: bool = False,
 ) -> tuple[Any, Any]:
     """Resolve and freeze a target in memory, with progress on a terminal."""
     check_device(device)
     shape = parse_example_input(example_input)
     target = resolve_target(spec, args)
-    return target, freeze_resolved(target, seed, device, dtype, quiet, shape)
+    return target, freeze_resolved(target, seed, device, dtype, quiet, shape, values_ahead)
 
 
 def freeze_model(model: Any, device: str, dtype: str | None, quiet: bool) -> Any:
@@ -198,6 +199,7 @@ def freeze_resolved(
     dtype: str | None,
     quiet: bool,
     shape: tuple[int, ...] | None,
+    values_ahead: bool = False,
 ) -> Any:
     """Freeze a resolved target in memory, with progress on a terminal; return the snapshot."""
     from initaudit.freeze.memory import freeze
@@ -212,6 +214,7 @@ def freeze_resolved(
             on_event=lambda n: rep.update(n, text=f"building {target.name}: {n} ops traced"),
             on_tensor=rep.hashing(target.name),
             example_input=shape,
+            values_ahead=values_ahead,
         )
     return snap
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from initaudit import provenance
 from initaudit.libraries import library_version
 from initaudit.recipes import describe_call
 from initaudit.snapshot.schema import FORMAT, FORMAT_VERSION, Manifest, TensorEntry
+from initaudit.snapshot.values import hash_values
 from initaudit.tensors import dtype_name, tensor_hash, tensor_stats
 from initaudit.trace.loaded import loaded_tensors
 from initaudit.trace.naming import module_type_of
@@ -128,6 +129,21 @@ def _mark_loaded(model: Any, entries: list[dict[str, Any]]) -> None:
         entry["loaded"] = where
 
 
+def _hash_values_into(trace: Trace, futures: dict[str, Future[str]]) -> None:
+    """Hash the tensors and their values file in one pass; each hash lands in its future (an
+    error in every future still waiting)."""
+    try:
+        hash_values(
+            {tt.name: tt.tensor for tt in trace.tensors},
+            {"format": FORMAT},
+            lambda name, h: futures[name].set_result(h),
+        )
+    except BaseException as exc:
+        for f in futures.values():
+            if not f.done():
+                f.set_exception(exc)
+
+
 def build_manifest(
     target: Target,
     trace: Trace,
@@ -137,10 +153,13 @@ def build_manifest(
     dtype: torch.dtype | None = None,
     on_tensor: Callable[[int, int, int], None] | None = None,
     digests: dict[str, tuple[str, dict[str, Any]]] | None = None,
+    values_ahead: bool = False,
 ) -> Manifest:
     """The manifest of a traced build (hashes and statistics computed tensor by tensor).
 
     ``on_tensor(done, total, nbytes)`` is called after each tensor with the bytes hashed so far.
+    ``values_ahead``: the values file will be written next, so hash it too, in the same pass as
+    the tensors (:func:`~initaudit.snapshot.values.hash_values`), while the statistics run here.
     """
 
     entries: list[TensorEntry] = []
@@ -149,15 +168,16 @@ def build_manifest(
     with ThreadPoolExecutor(1) as pool:
         # Hash large tensors on a second thread (hashlib releases the GIL) while this one
         # computes their statistics: one pass over the model's bytes' worth of time, not two.
-        ahead = (
-            {
+        ahead: dict[str, Future[str]] = {}
+        if digests is None and values_ahead:
+            ahead = {tt.name: Future() for tt in trace.tensors}
+            pool.submit(_hash_values_into, trace, dict(ahead))
+        elif digests is None:
+            ahead = {
                 tt.name: pool.submit(tensor_hash, tt.tensor)
                 for tt in trace.tensors
                 if tt.tensor.numel() * tt.tensor.element_size() >= HASH_AHEAD_FROM
             }
-            if digests is None
-            else {}
-        )
         for i, tt in enumerate(trace.tensors):
             if digests is not None:
                 digest: tuple[str, dict[str, Any]] | None = digests[tt.name]

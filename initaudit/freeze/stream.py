@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 
 from initaudit.freeze.manifest import build_manifest
 from initaudit.snapshot.read import Snapshot
+from initaudit.tensors import DigestPipeline
 from initaudit.trace.meta import StreamResult, meta_trace, replay
 
 
@@ -20,11 +22,28 @@ def stream_freeze(
     dtype: torch.dtype | None = None,
     traced: tuple[Any, Any] | None = None,
     on_tensor: Callable[[int, int, int, float], None] | None = None,
+    max_ahead: int = 1 << 28,
 ) -> tuple[Any, StreamResult]:
-    """Freeze ``target`` in digest mode without holding the model: meta trace, then replay."""
+    """Freeze ``target`` in digest mode without holding the model: meta trace, then replay.
+
+    The replay makes tensor k+1 on this thread while a worker hashes and summarizes tensor k;
+    at most ``max_ahead`` bytes of finished tensors wait for the worker (beyond the replay's own).
+    """
 
     trace, tracer = traced if traced is not None else meta_trace(target.build, seed, dtype)
-    result = replay(trace, tracer, seed, on_tensor=on_tensor)
+    total = len(trace.tensors)
+    t0 = time.perf_counter()
+
+    def done(n: int, nbytes: int) -> None:
+        if on_tensor is not None:
+            on_tensor(n, total, nbytes, time.perf_counter() - t0)
+
+    pipeline = DigestPipeline(max_bytes=max_ahead, on_done=done)
+    try:
+        result = replay(trace, tracer, seed, sink=pipeline.put)
+    finally:
+        digests = pipeline.close()
+    result.digests = digests
     trace.rng_after = result.rng_after
     manifest = build_manifest(
         target, trace, seed, device="cpu", dtype=dtype, digests=result.digests

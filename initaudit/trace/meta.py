@@ -277,8 +277,13 @@ def replay(
     seed: int,
     *,
     on_tensor: Callable[[int, int, int, float], None] | None = None,
+    sink: Callable[[str, torch.Tensor], None] | None = None,
 ) -> StreamResult:
     """Re-run a recorded meta build on CPU one storage at a time, digesting the model's tensors.
+
+    ``sink(name, tensor)``, when given, receives each model tensor as soon as its value is final
+    (it must not modify it) instead of the replay hashing and summarizing it inline; then
+    ``digests`` is left empty and ``on_tensor`` is the sink's to call.
 
     A write whose value is overwritten whole before anything reads it (Linear's default
     ``kaiming_uniform_`` before transformers re-inits the weight with ``normal_``) still runs,
@@ -371,9 +376,12 @@ def replay(
                 raise StreamError(f"the replay lost the value of {tt.name}")
             ref = Ref(rid, m.storage_offset(), tuple(m.shape), tuple(m.stride()), m.dtype)
             value = view_in(st, ref)
-            digests[tt.name] = (tensor_hash(value), tensor_stats(value))
             numel += value.numel()
             nbytes += value.numel() * value.element_size()
+            if sink is not None:
+                sink(tt.name, value)  # digested elsewhere (another thread), while we replay on
+                continue
+            digests[tt.name] = (tensor_hash(value), tensor_stats(value))
             if on_tensor is not None:
                 on_tensor(len(digests), total, nbytes, time.perf_counter() - t0)
         drop(rid)

@@ -17,7 +17,7 @@ from initaudit.freeze.stream import stream_freeze
 from initaudit.snapshot.values import write_safetensors
 from initaudit.trace.meta import estimate_bytes, meta_size, meta_trace, replay
 from tests.conftest import EXAMPLES
-from tests.test_environments import session_env_dir
+from tests.envs.test_environments import session_env_dir
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "stream_models.py"
 
