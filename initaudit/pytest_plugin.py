@@ -9,7 +9,7 @@ Use the ``initaudit_snapshot`` fixture in a test::
 It freezes the model in memory and diffs it against the newest committed snapshot under
 ``snapshots/<model>/`` (relative to the rootdir; ini option ``initaudit_snapshot_dir``). On drift
 the test fails with the drift report; ``pytest --initaudit-update`` writes the new snapshot
-instead. This module is a thin layer over :mod:`initaudit.check`; it imports torch only when
+instead. This module is a thin layer over :mod:`initaudit.diff.check`; it imports torch only when
 the fixture is used.
 """
 

@@ -34,7 +34,7 @@ from initaudit.tensors import tensor_hash, tensor_stats
 from initaudit.trace.callsite import callsite, jsonable
 from initaudit.trace.context import build_context, rng_digest, seeded
 from initaudit.trace.events import Event
-from initaudit.trace.record import Op, Ref, op_name, value_at
+from initaudit.trace.record import Op, Ref, map_leaves, op_name, value_at
 from initaudit.trace.tracer import InitTracer, trace_build
 
 if TYPE_CHECKING:
@@ -402,8 +402,8 @@ def replay(
                     ev.rng_before = rng_digest()
                 op.fn(view(op.tensor), *op.args, **op.kwargs)
             else:
-                args = _materialize(op.args, view)
-                kwargs = _materialize(op.kwargs, view)
+                args = map_leaves(op.args, Ref, view)
+                kwargs = map_leaves(op.kwargs, Ref, view)
                 if op.random:
                     before = rng_digest()
                     for s in op.seqs:
@@ -528,16 +528,6 @@ def _refs(obj: Any) -> list[Ref]:
     return out
 
 
-def _materialize(obj: Any, view: Callable[[Ref], torch.Tensor]) -> Any:
-    if isinstance(obj, Ref):
-        return view(obj)
-    if isinstance(obj, tuple):
-        return tuple(_materialize(x, view) for x in obj)
-    if isinstance(obj, list):
-        return [_materialize(x, view) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _materialize(v, view) for k, v in obj.items()}
-    return obj
 
 
 
@@ -551,5 +541,3 @@ def _materialize(obj: Any, view: Callable[[Ref], torch.Tensor]) -> Any:
 
 
 # --------------------------------------------------------------------------- command line
-
-

@@ -258,16 +258,21 @@ def _written_keys(tracer: Any, func: Any, args: Any, kwargs: Any, out: Any) -> s
     return keys
 
 
-def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    if isinstance(obj, torch.Tensor):
+def map_leaves(obj: Any, leaf: type, fn: Callable[[Any], Any]) -> Any:
+    """``obj`` with every instance of ``leaf`` inside its tuples, lists and dicts replaced by ``fn(x)``."""
+    if isinstance(obj, leaf):
         return fn(obj)
     if isinstance(obj, tuple):
-        return tuple(_map_tensors(x, fn) for x in obj)
+        return tuple(map_leaves(x, leaf, fn) for x in obj)
     if isinstance(obj, list):
-        return [_map_tensors(x, fn) for x in obj]
+        return [map_leaves(x, leaf, fn) for x in obj]
     if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+        return {k: map_leaves(v, leaf, fn) for k, v in obj.items()}
     return obj
+
+
+def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    return map_leaves(obj, torch.Tensor, fn)
 
 
 def capture_externals(tracer: Any, args: Any, kwargs: Any) -> None:

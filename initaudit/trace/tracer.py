@@ -133,7 +133,7 @@ class InitTracer(TorchDispatchMode):
     ) -> None:
         super().__init__()
         #: With ``record=True``: every op that created or wrote a storage, replayable (see
-        #: :mod:`initaudit.stream`); None (and free) by default.
+        #: :mod:`initaudit.trace.meta`); None (and free) by default.
         self.program: list[Any] | None = [] if record else None
         self.external_values: dict[int, Any] = {}
         self.records: dict[int, StorageRecord] = {}
