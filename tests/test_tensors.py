@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -32,3 +34,37 @@ def test_a_worker_error_reaches_the_caller() -> None:
     pipeline.put("meta", torch.empty(1024, 1024, device="meta"))  # no bytes to hash
     with pytest.raises(Exception):  # noqa: B017 - whatever torch raises, not swallowed
         pipeline.close()
+
+
+def _exact_std_mean(t: torch.Tensor) -> tuple[float, float]:
+    """Population std and mean with exactly rounded sums (math.fsum), the reference."""
+    xs = t.double().reshape(-1).tolist()
+    mean = math.fsum(xs) / len(xs)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / len(xs)), mean
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.randn(300_000),  # several chunks
+        lambda: torch.randn(1000),  # one chunk
+        lambda: torch.randn(300_000) * 1e-3 + 1000.0,  # offset far larger than the spread
+        lambda: torch.randn(300_000, dtype=torch.float64),
+        lambda: torch.randint(-50, 50, (300_000,)),
+        lambda: torch.randn(300_000).half(),
+    ],
+)
+def test_stats_mean_and_std_are_double_precision(make) -> None:
+    torch.manual_seed(0)
+    t = make()
+    std, mean = _exact_std_mean(t)
+    stats = tensor_stats(t)
+    assert stats["mean"] == pytest.approx(mean, rel=1e-12, abs=1e-12)
+    assert stats["std"] == pytest.approx(std, rel=1e-9)
+
+
+def test_stats_of_a_constant_tensor_have_zero_spread() -> None:
+    for value in (1.0, 0.1, -3.7e-8):
+        stats = tensor_stats(torch.full((200_000,), value))
+        assert stats["std"] == 0.0
+        assert stats["mean"] == stats["min"] == stats["max"] == torch.tensor(value).item()

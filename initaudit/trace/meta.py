@@ -35,6 +35,7 @@ from initaudit.trace.callsite import callsite, jsonable
 from initaudit.trace.context import build_context, rng_digest, seeded
 from initaudit.trace.events import Event
 from initaudit.trace.record import Op, Ref, map_leaves, op_name, value_at
+from initaudit.trace.storages import StoragePool
 from initaudit.trace.tracer import InitTracer, trace_build
 
 if TYPE_CHECKING:
@@ -323,6 +324,9 @@ def replay(
         elif rid in last or rid in finals:
             storages[rid] = value
     externals = set(storages)
+    # Freed storages are reused (no page faults): up to twice the largest, the replay's working set
+    # and the one a digest worker reads.
+    pool = StoragePool(2 * max(sizes.values(), default=0))
     digests: dict[str, tuple[str, dict[str, Any]]] = {}
     total = len(trace.tensors)
     numel = nbytes = live = peak = 0
@@ -339,25 +343,29 @@ def replay(
         st = storages.pop(rid, None)
         if st is not None and rid not in externals:
             live -= st.nbytes()
+            pool.give(st)
 
     def view_in(st: torch.UntypedStorage, r: Ref) -> torch.Tensor:
         return torch.empty(0, dtype=r.dtype).set_(st, r.offset, r.size, r.stride)
 
-    def prepare(i: int, op: Op | Call) -> dict[int, torch.UntypedStorage]:
+    def prepare(
+        i: int, op: Op | Call, scratch: list[torch.UntypedStorage]
+    ) -> dict[int, torch.UntypedStorage]:
         """Storages for op ``i``: held ones, fresh ones for overwrites, scratch for dead ones."""
         out: dict[int, torch.UntypedStorage] = {}
         for rid, kind in _accesses(op, sizes):
             if kind == "def":
                 continue
             if (i, rid) in dead:
-                out[rid] = torch.UntypedStorage(sizes[rid])  # scratch: drawn into, then freed
+                out[rid] = pool.take(sizes[rid])  # scratch: drawn into, then given back
+                scratch.append(out[rid])
                 drop(rid)
                 pending[rid] = sizes[rid]
             elif rid in storages:
                 out[rid] = storages[rid]
             elif rid in pending and kind == "over":
                 del pending[rid]
-                hold(rid, torch.UntypedStorage(sizes[rid]))
+                hold(rid, pool.take(sizes[rid]))
                 out[rid] = storages[rid]
             else:
                 raise StreamError(
@@ -391,7 +399,8 @@ def replay(
         for rid in [r for r in finals if r not in last]:
             finish(rid)
         for i, op in enumerate(program):
-            held = prepare(i, op)
+            scratch: list[torch.UntypedStorage] = []
+            held = prepare(i, op, scratch)
 
             def view(r: Ref, held: dict[int, torch.UntypedStorage] = held) -> torch.Tensor:
                 return view_in(held[r.rid], r)
@@ -438,6 +447,8 @@ def replay(
                     hold(r.rid, real.untyped_storage())
                 del args, kwargs, out
             del held, view
+            for st in scratch:
+                pool.give(st)
             for rid in done_at.get(i, ()):
                 finish(rid)
         rng_after = rng_digest()
