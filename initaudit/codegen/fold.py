@@ -9,6 +9,10 @@ consistently — it writes them once inside ``for i in range(a, b):``. The loop 
 in the order the original statements did, so the RNG is drawn in the same order; the caller
 verifies the folded code bitwise like any generated code and keeps the unrolled form when it
 does not verify.
+
+Indexing an ``nn.Sequential`` walks it from its first block (``model[i]`` is O(i)), so a loop
+over a Sequential indexes a list of its blocks made once before the loop: a 50,000-block
+Sequential costs 50,000 steps, not 1.25 billion.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 #: At least this many identical consecutive blocks make a loop.
 MIN_BLOCKS = 2
-_INDEXED = re.compile(r"\b((?:model|self)(?:\.[A-Za-z_]\w*)+)\[(\d+)\]")
+_INDEXED = re.compile(r"\b((?:model|self)(?:\.[A-Za-z_]\w*)*)\[(\d+)\]")
 _ASSIGN = re.compile(r"^([A-Za-z_]\w*) = ")
 _WORD = re.compile(r"\b[A-Za-z_]\w*\b")
 
@@ -78,12 +82,16 @@ def _template(run: _Run) -> tuple[str, ...] | None:
             locals_[m.group(1)] = f"_L{len(locals_)}"
     exact = f"{run.container}[{run.index}]"
     dotted = _dotted(run.container)
-    name_pat = re.compile(rf"\b{re.escape(dotted)}\.{run.index}(?=[.\s)]|$)") if dotted else None
+    if dotted:
+        name_pat = re.compile(rf"\b{re.escape(dotted)}\.{run.index}(?=[.\s)]|$)")
+    else:  # the root's own blocks: "# 3 (Linear)", "3.weight"
+        index = run.index
+        name_pat = re.compile(rf"(?<=^# ){index}(?=[.\s)]|$)|(?<![\w.=]){index}(?=\.[A-Za-z_])")
     out = []
     for line in run.lines:
         text = line.replace(exact, f"{run.container}[{{i}}]")
-        if name_pat is not None and line.startswith("#"):
-            text = name_pat.sub(f"{dotted}.{{i}}", text)
+        if line.startswith("#"):
+            text = name_pat.sub(f"{dotted}.{{i}}" if dotted else "{i}", text)
         if locals_:
             text = _WORD.sub(lambda m: locals_.get(m.group(0), m.group(0)), text)
         out.append(text)
@@ -123,21 +131,31 @@ def _used_outside(body_runs: list[_Run], start: int, stop: int) -> bool:
     return False
 
 
-def _loop(runs: list[_Run], template: tuple[str, ...]) -> list[str]:
+def _loop(
+    runs: list[_Run], template: tuple[str, ...], sequential: frozenset[str], taken: set[str]
+) -> list[str]:
     first, last = runs[0].index, runs[-1].index
     assert first is not None and last is not None
     container = runs[0].container
     dotted = _dotted(container or "")
     names = _local_names(runs[0])
-    head = [f"# {dotted}.{first} … {dotted}.{last}: {len(runs)} blocks with the same init"]
+    prefix = f"{dotted}." if dotted else ""
+    head = [f"# {prefix}{first} … {prefix}{last}: {len(runs)} blocks with the same init"]
+    indexed = container
+    if container in sequential:
+        indexed, k = "blocks", 1
+        while indexed in taken:  # a name the code uses elsewhere (an alias `blocks = …`)
+            k += 1
+            indexed = f"blocks_{k}"
+        head.append(f"{indexed} = list({container})")
     bounds = f"{last + 1}" if first == 0 else f"{first}, {last + 1}"
     head.append(f"for i in range({bounds}):")
     body = []
     for line in template:
         if line.startswith("#"):
-            text = line.replace(f"{dotted}.{{i}}", f"{dotted}.i")
+            text = line.replace(f"{prefix}{{i}}", f"{prefix}i")
         else:
-            text = line.replace(f"{container}[{{i}}]", f"{container}[i]")
+            text = line.replace(f"{container}[{{i}}]", f"{indexed}[i]")
         if names:
             text = _WORD.sub(lambda m: names.get(m.group(0), m.group(0)), text)
         body.append(("    " + text) if text else "")
@@ -149,9 +167,14 @@ def _loop(runs: list[_Run], template: tuple[str, ...]) -> list[str]:
     return head + body
 
 
-def fold(body: list[str]) -> tuple[list[str], int]:
-    """``body`` with repeated consecutive blocks written as loops; and how many loops."""
+def fold(body: list[str], sequential: frozenset[str] = frozenset()) -> tuple[list[str], int]:
+    """``body`` with repeated consecutive blocks written as loops; and how many loops.
+
+    ``sequential`` names the containers (as the code spells them, ``model.features``) that are
+    ``nn.Sequential``: a loop over one indexes a list of its blocks.
+    """
     runs = _runs(body)
+    taken = {w for line in body for w in _WORD.findall(line)}
     templates = [_template(r) if r.container is not None else None for r in runs]
     out: list[str] = []
     loops = 0
@@ -170,7 +193,7 @@ def fold(body: list[str]) -> tuple[list[str], int]:
         if j - i >= MIN_BLOCKS and tpl is not None and not _used_outside(runs, i, j):
             lead = [ln for ln in run.lines if not ln]  # keep the blank line before a group
             out.extend(lead[:1])
-            out.extend(_loop(runs[i:j], tpl))
+            out.extend(_loop(runs[i:j], tpl, sequential, taken))
             loops += 1
             i = j
             continue

@@ -9,6 +9,7 @@ that ran.
 from __future__ import annotations
 
 import inspect
+import keyword
 import math
 import textwrap
 from typing import Any
@@ -317,6 +318,28 @@ def generate_body(
     return body, gen.r.uses_math
 
 
+def sequential_exprs(model: nn.Module, root: str = "model") -> frozenset[str]:
+    """The ``nn.Sequential`` containers of ``model`` as generated code spells them."""
+    out: set[str] = set()
+    exprs: dict[str, tuple[str, nn.Module]] = {"": (root, model)}
+    for name, mod in model.named_modules():
+        if name:
+            parent_name, _, leaf = name.rpartition(".")
+            if parent_name not in exprs:
+                continue
+            parent_expr, parent = exprs[parent_name]
+            if leaf.isdigit() and isinstance(parent, (nn.Sequential, nn.ModuleList)):
+                expr = f"{parent_expr}[{leaf}]"
+            elif leaf.isidentifier() and not keyword.iskeyword(leaf):
+                expr = f"{parent_expr}.{leaf}"
+            else:
+                continue
+            exprs[name] = (expr, mod)
+        if isinstance(mod, nn.Sequential):
+            out.add(exprs[name][0])
+    return frozenset(out)
+
+
 def generate(program: Program, *, unroll: bool = False) -> str:
     """The source of a standalone module whose ``initialize(model)`` reproduces the build.
 
@@ -325,7 +348,7 @@ def generate(program: Program, *, unroll: bool = False) -> str:
     """
     body, uses_math = generate_body(program)
     if not unroll:
-        body, _ = fold(body)
+        body, _ = fold(body, sequential_exprs(program.trace.model))
     imports = []
     if uses_math:
         imports.append("import math\n")

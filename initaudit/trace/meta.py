@@ -447,8 +447,8 @@ def replay(
                     hold(r.rid, real.untyped_storage())
                 del args, kwargs, out
             del held, view
-            for st in scratch:
-                pool.give(st)
+            while scratch:  # (no loop variable: it would keep the last one alive)
+                pool.give(scratch.pop())
             for rid in done_at.get(i, ()):
                 finish(rid)
         rng_after = rng_digest()

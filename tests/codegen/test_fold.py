@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from initaudit import codegen
+from initaudit.codegen.fold import fold
 from initaudit.target import resolve
 
 from ..conftest import ROOT, run_cli
@@ -44,7 +45,8 @@ def test_repeated_blocks_fold_into_loops(tmp_path):
         if depth == 110:
             # per stage: the construction defaults, then the user init pass (highway.py:55)
             assert source.count("for i in range(") == 6
-            assert "for i in range(18):" in source and "model.stage_1[i].gate.bias" in source
+            assert "for i in range(18):" in source and "blocks[i].gate.bias" in source
+            assert "blocks = list(model.stage_1)" in source  # a Sequential: indexed once
             assert_ruff_clean(source, tmp_path)
             _independently_reproduces(source, target.build, tmp_path)
             unrolled = codegen.generate(program, unroll=True)
@@ -67,3 +69,36 @@ def test_cli_unroll_flag(tmp_path):
     unrolled = run_cli("explicit", spec, "--arg", "depth=20", "-q", "--unroll", check=0).stdout
     assert "for i in range(" in folded and "for i in range(" not in unrolled
     assert len(folded.splitlines()) < len(unrolled.splitlines())
+
+
+def _many_linears():
+    from torch import nn
+
+    return nn.Sequential(*[nn.Linear(4, 4) for _ in range(300)])
+
+
+def test_a_long_top_level_sequential_is_one_loop_over_a_list(tmp_path):
+    """``model[i]`` walks a Sequential from the start: the loop indexes a list made once."""
+    program = codegen.trace_program(_many_linears, 0, label="many", spec="many")
+    source = codegen.generate(program)
+    body = source.split("def initialize", 1)[1]
+    assert body.count("for i in range(300):") == 1
+    assert "blocks = list(model)" in body and "blocks[i].weight" in body
+    assert "model[" not in body
+    assert "# i (Linear)" in body  # the block's own comment, generic in its index
+    assert_ruff_clean(source, tmp_path)
+    _independently_reproduces(source, _many_linears, tmp_path)
+
+
+def test_a_loop_list_never_takes_a_name_the_code_uses():
+    body = [
+        "blocks = model.blocks",
+        "nn.init.zeros_(model.seq[0].bias)",
+        "nn.init.zeros_(model.seq[1].bias)",
+        "nn.init.ones_(blocks.scale)",
+    ]
+    folded, loops = fold(body, frozenset({"model.seq"}))
+    assert loops == 1
+    assert "blocks_2 = list(model.seq)" in folded
+    assert "    nn.init.zeros_(blocks_2[i].bias)" in folded
+    assert folded[-1] == "nn.init.ones_(blocks.scale)"
