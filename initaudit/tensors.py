@@ -210,8 +210,12 @@ class DigestPipeline:
                 self._cv.wait()
             self._raise()
             self._waiting += n
-        hashed = self._pool.submit(tensor_hash, t)
-        stats = self._pool.submit(tensor_stats, t)
+        # The workers reach the tensor only through `box`, emptied before the tensor counts as
+        # done: once `put` may go on, nothing here holds its memory (a storage pool may reuse it).
+        box = [t]
+        del t
+        hashed = self._pool.submit(lambda: tensor_hash(box[0]))
+        stats = self._pool.submit(lambda: tensor_stats(box[0]))
         left = [2]
 
         def both(_: Future[Any]) -> None:
@@ -219,6 +223,7 @@ class DigestPipeline:
                 left[0] -= 1
                 if left[0]:
                     return
+                box.clear()
                 self._waiting -= n
                 self._cv.notify_all()
                 error = hashed.exception() or stats.exception()

@@ -68,3 +68,19 @@ def test_stats_of_a_constant_tensor_have_zero_spread() -> None:
         stats = tensor_stats(torch.full((200_000,), value))
         assert stats["std"] == 0.0
         assert stats["mean"] == stats["min"] == stats["max"] == torch.tensor(value).item()
+
+
+def test_a_tensor_is_let_go_before_it_counts_as_digested() -> None:
+    """The replay's storage pool reuses memory as soon as ``put`` lets it go on: by then no
+    worker may still hold the tensor (else the pool allocates afresh: a third 1 GB buffer)."""
+    storages = [torch.randn(1024, 1024).untyped_storage() for _ in range(3)]
+    uses: list[int] = []
+
+    def done(n: int, _bytes: int) -> None:  # one at a time (max_bytes=1): in put order
+        uses.append(torch._C._storage_Use_Count(storages[n - 1]._cdata))
+
+    pipeline = DigestPipeline(max_bytes=1, on_done=done)
+    for k, st in enumerate(storages):
+        pipeline.put(str(k), torch.empty(0).set_(st, 0, (1024, 1024), (1024, 1)))
+    pipeline.close()
+    assert uses == [1, 1, 1]  # only `storages` itself: no worker's reference left

@@ -88,7 +88,10 @@ def _template(run: _Run) -> tuple[str, ...] | None:
         index = run.index
         name_pat = re.compile(rf"(?<=^# ){index}(?=[.\s)]|$)|(?<![\w.=]){index}(?=\.[A-Za-z_])")
     out = []
-    for line in run.lines:
+    lines = run.lines
+    while lines and not lines[0]:  # the blank line before a block is not part of it
+        lines = lines[1:]
+    for line in lines:
         text = line.replace(exact, f"{run.container}[{{i}}]")
         if line.startswith("#"):
             text = name_pat.sub(f"{dotted}.{{i}}" if dotted else "{i}", text)

@@ -93,12 +93,13 @@ def test_a_long_top_level_sequential_is_one_loop_over_a_list(tmp_path):
 def test_a_loop_list_never_takes_a_name_the_code_uses():
     body = [
         "blocks = model.blocks",
+        "nn.init.ones_(blocks.scale)",
         "nn.init.zeros_(model.seq[0].bias)",
         "nn.init.zeros_(model.seq[1].bias)",
-        "nn.init.ones_(blocks.scale)",
+        "nn.init.ones_(blocks.shift)",
     ]
     folded, loops = fold(body, frozenset({"model.seq"}))
     assert loops == 1
     assert "blocks_2 = list(model.seq)" in folded
     assert "    nn.init.zeros_(blocks_2[i].bias)" in folded
-    assert folded[-1] == "nn.init.ones_(blocks.scale)"
+    assert folded[-1] == "nn.init.ones_(blocks.shift)"  # still the alias
