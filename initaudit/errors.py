@@ -62,3 +62,11 @@ class StreamError(UsageError):
         if hint is None and "without --stream" not in message:
             hint = STREAM_INSTEAD
         super().__init__(message, hint=hint)
+
+
+class BuildInterrupted(BaseException):
+    """Not an error: initaudit stopped a build on purpose (its caller goes another way).
+
+    A BaseException, like KeyboardInterrupt, so that neither a build's own ``except Exception``
+    nor the error wrapping of a target's build turns it into a failed build.
+    """

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from initaudit.errors import TargetError, UsageError
+from initaudit.errors import BuildInterrupted, TargetError, UsageError
 
 BUILD_FUNCTION = "build_model"
 #: A spec ending in one of these names a snapshot (manifest or values), never a model.
@@ -62,7 +62,7 @@ class Target:
         try:
             with model_output_to_stderr():
                 model = self.builder(**self.kwargs)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BuildInterrupted):
             raise
         except BaseException as exc:  # SystemExit too: a build that exits has built nothing
             raise TargetError(f"building {self.name} {_raised(exc)}{_user_origin(exc)}") from exc

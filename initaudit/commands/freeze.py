@@ -3,6 +3,7 @@ digest freeze, with progress."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ from initaudit.commands.options import (
     example_input_option,
     format_option,
     freeze_model,
+    freeze_resolved,
     freeze_target,
+    parse_bytes,
     project_config,
     resolve_dtype,
     resolve_target,
@@ -27,7 +30,6 @@ from initaudit.errors import InitAuditError, StreamError, UsageError
 from initaudit.render import console as render
 
 if TYPE_CHECKING:
-    import torch
 
     from initaudit.snapshot.read import Snapshot
     from initaudit.target import Target
@@ -39,6 +41,7 @@ Examples:
   initaudit freeze examples/highway.py:build_model --arg depth=20 --seed 1
   initaudit freeze my_pkg.models:ResNet --out resnet.json --digest-only
   initaudit freeze big.py:build --digest-only --stream   # larger than memory
+  initaudit freeze big.py:build --digest-only --max-memory 8G   # stream past 8 GiB
   initaudit freeze examples/cnn.py --format json | jq '.tensors[0]'
 """
 
@@ -61,6 +64,14 @@ Examples:
     help="With --digest-only: trace on the meta device, then replay one tensor at a time "
     "(models larger than memory; taken by itself when the model would not fit).",
 )
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    default=None,
+    help="With --digest-only: stream once the in-memory build has grown by SIZE (e.g. 8G, 512M; "
+    "default 80% of the memory available now). For containers whose limit the system's "
+    "free memory does not show.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing snapshot.")
 @snapshot_dir_option("Root for default snapshot paths.")
 @example_input_option
@@ -75,6 +86,7 @@ def freeze(
     out: Path | None,
     digest_only: bool,
     stream: bool,
+    max_memory: str | None,
     force: bool,
     snapshot_dir: Path,
     example_input: str | None,
@@ -134,15 +146,18 @@ def freeze(
         raise UsageError(
             "--stream cannot run an --example-input forward; drop --stream for lazy models"
         )
+    if max_memory is not None and not digest_only:
+        raise UsageError("--max-memory needs --digest-only (it chooses between memory and --stream)")
     if digest_only and example_input is None:
         check_device(device)
         snap = freeze_digest(
             resolve_target(target, args),
             seed,
             device=device,
-            dtype=resolve_dtype(dtype),
+            dtype=dtype,
             stream=stream,
             quiet=quiet,
+            max_memory=parse_bytes(max_memory) if max_memory is not None else None,
         )
     if snap is None:
         _, snap = freeze_target(
@@ -164,29 +179,39 @@ def freeze_digest(
     seed: int,
     *,
     device: str = "cpu",
-    dtype: torch.dtype | None = None,
+    dtype: str | None = None,
     stream: bool,
     quiet: bool = False,
-) -> Snapshot | None:
-    """``freeze --digest-only``: the streamed snapshot when asked for or when the model would
-    not fit in memory; None when the ordinary in-memory freeze should run instead."""
-    from initaudit.freeze.stream import available_bytes, stream_freeze
-    from initaudit.trace.meta import meta_size, meta_trace
+    max_memory: int | None = None,
+) -> Snapshot:
+    """``freeze --digest-only``: in memory, or streamed when asked for or when the in-memory
+    build grows past ``max_memory`` bytes (default: 80 % of the memory available now)."""
+    from initaudit.freeze.stream import (
+        MemoryLimitReached,
+        available_bytes,
+        memory_guard,
+        stream_freeze,
+    )
+    from initaudit.trace.meta import meta_trace
 
     if device != "cpu":
         if stream:
             raise StreamError(f"--stream replays on the CPU; it cannot build on --device {device}")
-        return None
-    torch_dtype = dtype
+        return freeze_resolved(target, seed, device, dtype, quiet, None)
+    torch_dtype = resolve_dtype(dtype)
     reporter = render.Reporter(enabled=not quiet)
     if not stream:
-        # An untraced meta build (no values, no per-op tracing) tells the model's size.
-        need, have = meta_size(target.build, torch_dtype), available_bytes()
-        if need is None or need < 0.8 * have:
-            return None
+        # No sizing pass: build in memory, watching the process grow; past the limit, the
+        # partial build is dropped and the model streamed (builds that read values included).
+        limit = max_memory if max_memory is not None else int(0.8 * available_bytes())
+        try:
+            return freeze_resolved(target, seed, device, dtype, quiet, None, memory_guard(limit))
+        except MemoryLimitReached as exc:
+            events = exc.events
+        gc.collect()
         render.warn(
-            f"{target.name} needs about {render.human_bytes(need)} and "
-            f"{render.human_bytes(have)} is available: streaming it one tensor at a time"
+            f"{target.name} grew past {render.human_bytes(limit)} while building in memory "
+            f"(after {events} init ops): streaming it one tensor at a time instead"
         )
     with reporter.stage(f"tracing {target.name} on the meta device"):
         traced = meta_trace(target.build, seed, torch_dtype)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +182,9 @@ def freeze_target(
     check_device(device)
     shape = parse_example_input(example_input)
     target = resolve_target(spec, args)
-    return target, freeze_resolved(target, seed, device, dtype, quiet, shape, values_ahead)
+    return target, freeze_resolved(
+        target, seed, device, dtype, quiet, shape, values_ahead=values_ahead
+    )
 
 
 def freeze_model(model: Any, device: str, dtype: str | None, quiet: bool) -> Any:
@@ -199,19 +203,29 @@ def freeze_resolved(
     dtype: str | None,
     quiet: bool,
     shape: tuple[int, ...] | None,
+    guard: Callable[[int], None] | None = None,
     values_ahead: bool = False,
 ) -> Any:
-    """Freeze a resolved target in memory, with progress on a terminal; return the snapshot."""
+    """Freeze a resolved target in memory, with progress on a terminal; return the snapshot.
+
+    ``guard(n)`` runs after each init event of the build (it may raise to abandon the build).
+    """
     from initaudit.freeze.memory import freeze
 
     reporter = render.Reporter(enabled=not quiet)
     with reporter.stage(f"building {target.name} under seed {seed}") as rep:
+
+        def on_event(n: int) -> None:
+            if guard is not None:
+                guard(n)
+            rep.update(n, text=f"building {target.name}: {n} ops traced")
+
         snap, _ = freeze(
             target,
             seed,
             device=device,
             dtype=resolve_dtype(dtype),
-            on_event=lambda n: rep.update(n, text=f"building {target.name}: {n} ops traced"),
+            on_event=on_event,
             on_tensor=rep.hashing(target.name),
             example_input=shape,
             values_ahead=values_ahead,
@@ -320,3 +334,14 @@ def configured_models(cfg: Any, command: str, **given: Any) -> Any:
     if extra:
         raise UsageError(f"{', '.join(extra)} go(es) with a TARGET, not with the configured models")
     return cfg
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``8G`` → 8 GiB, ``512M``, ``1.5G``, ``1000000`` (bytes); a UsageError otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if m is None or float(m.group(1)) <= 0:
+        raise UsageError(f"--max-memory {text!r}: expected a size such as 8G, 512M or 1000000")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])

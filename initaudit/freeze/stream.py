@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import resource
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from initaudit.errors import BuildInterrupted
 from initaudit.freeze.manifest import build_manifest
 from initaudit.snapshot.read import Snapshot
 from initaudit.tensors import DigestPipeline
@@ -67,3 +70,39 @@ def available_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):  # pragma: no cover
         return 1 << 62
+
+
+class MemoryLimitReached(BuildInterrupted):
+    """An in-memory build grew past its memory limit: the caller streams the model instead."""
+
+    def __init__(self, grown: int, limit: int, events: int) -> None:
+        super().__init__(f"the build grew by {grown} bytes (limit {limit}) after {events} ops")
+        self.grown, self.limit, self.events = grown, limit, events
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (``/proc/self/statm``), else its peak so far."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def memory_guard(limit: int) -> Callable[[int], None]:
+    """An ``on_event`` callback for a traced build: raises :class:`MemoryLimitReached` once the
+    process has grown by more than ``limit`` bytes since this call.
+
+    A build's memory grows as its init ops write values (an untouched ``empty`` costs none), so
+    the check runs after init events: each of the first 256, then every 16th.
+    """
+    start = resident_bytes()
+
+    def check(n: int) -> None:
+        if n < 256 or n % 16 == 0:
+            grown = resident_bytes() - start
+            if grown > limit:
+                raise MemoryLimitReached(grown, limit, n)
+
+    return check

@@ -141,3 +141,51 @@ def test_click_usage_errors_are_one_line_too(cli, args, needle):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
     assert needle in proc.stderr and "--help" in proc.stderr
+
+
+_BIG = '''
+import torch
+from torch import nn
+
+
+def build():
+    return nn.Sequential(*[nn.Linear(1024, 1024) for _ in range(6)])  # 24 MiB
+
+
+class Reads(nn.Module):
+    """Reads computed values while it builds (like timm's drop-path rates)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = torch.linspace(0, 0.1, 6).tolist()
+        self.layers = nn.ModuleList(nn.Linear(1024, 1024) for _ in self.rates)
+'''
+
+
+@pytest.mark.parametrize("name", ["build", "Reads"])
+def test_digest_only_streams_once_the_build_outgrows_max_memory(cli, tmp_path, name):
+    """No sizing pass: the in-memory build is watched; past --max-memory it is dropped and the
+    model streamed, with digests equal to the in-memory ones (a value-reading build too)."""
+    (tmp_path / "big.py").write_text(_BIG)
+    spec = f"{tmp_path / 'big.py'}:{name}"
+    whole, streamed = tmp_path / "whole.json", tmp_path / "streamed.json"
+    quiet = cli("freeze", spec, "--digest-only", "--out", str(whole), check=0)
+    assert "streaming" not in quiet.stderr
+    proc = cli(
+        "freeze", spec, "--digest-only", "--max-memory", "4M", "--out", str(streamed), check=0
+    )
+    assert "grew past 4.0 MiB while building in memory" in proc.stderr
+    assert "streaming it one tensor at a time instead" in proc.stderr
+    a, b = (json.loads(p.read_text()) for p in (whole, streamed))
+    assert not a["provenance"].get("streamed") and b["provenance"]["streamed"] is True
+    assert [t["hash"] for t in a["tensors"]] == [t["hash"] for t in b["tensors"]]
+    assert a["rng"]["torch_after"] == b["rng"]["torch_after"]
+    cli("diff", str(whole), str(streamed), check=0)
+
+
+def test_max_memory_is_checked(cli, tmp_path):
+    bad = cli("freeze", str(EXAMPLES / "mlp.py"), "--digest-only", "--max-memory", "4X")
+    assert bad.returncode == 2 and "expected a size such as 8G" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    alone = cli("freeze", str(EXAMPLES / "mlp.py"), "--max-memory", "8G", cwd=tmp_path)
+    assert alone.returncode == 2 and "--max-memory needs --digest-only" in alone.stderr
