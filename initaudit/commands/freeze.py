@@ -30,7 +30,6 @@ from initaudit.errors import InitAuditError, StreamError, UsageError
 from initaudit.render import console as render
 
 if TYPE_CHECKING:
-
     from initaudit.snapshot.read import Snapshot
     from initaudit.target import Target
 
@@ -117,7 +116,9 @@ def freeze(
             try:
                 snap = freeze_model(model, device, dtype, quiet)
                 path = snapshot_mod.default_path(snap.manifest, snapshot_dir)
-                entry["written"] = str(snapshot_mod.write(snap, path, digest_only=digest_only, force=force))
+                entry["written"] = str(
+                    snapshot_mod.write(snap, path, digest_only=digest_only, force=force)
+                )
                 entry["tensors"] = len(snap.tensors)
             except InitAuditError as exc:
                 entry["error"] = str(exc)
@@ -147,7 +148,9 @@ def freeze(
             "--stream cannot run an --example-input forward; drop --stream for lazy models"
         )
     if max_memory is not None and not digest_only:
-        raise UsageError("--max-memory needs --digest-only (it chooses between memory and --stream)")
+        raise UsageError(
+            "--max-memory needs --digest-only (it chooses between memory and --stream)"
+        )
     if digest_only and example_input is None:
         check_device(device)
         snap = freeze_digest(
@@ -186,13 +189,7 @@ def freeze_digest(
 ) -> Snapshot:
     """``freeze --digest-only``: in memory, or streamed when asked for or when the in-memory
     build grows past ``max_memory`` bytes (default: 80 % of the memory available now)."""
-    from initaudit.freeze.stream import (
-        MemoryLimitReached,
-        available_bytes,
-        memory_guard,
-        stream_freeze,
-    )
-    from initaudit.trace.meta import meta_trace
+    from initaudit.freeze.stream import MemoryLimitReached, available_bytes, memory_guard
 
     if device != "cpu":
         if stream:
@@ -200,6 +197,7 @@ def freeze_digest(
         return freeze_resolved(target, seed, device, dtype, quiet, None)
     torch_dtype = resolve_dtype(dtype)
     reporter = render.Reporter(enabled=not quiet)
+    outgrew: int | None = None
     if not stream:
         # No sizing pass: build in memory, watching the process grow; past the limit, the
         # partial build is dropped and the model streamed (builds that read values included).
@@ -207,12 +205,31 @@ def freeze_digest(
         try:
             return freeze_resolved(target, seed, device, dtype, quiet, None, memory_guard(limit))
         except MemoryLimitReached as exc:
-            events = exc.events
+            events, outgrew = exc.events, limit
         gc.collect()
         render.warn(
             f"{target.name} grew past {render.human_bytes(limit)} while building in memory "
             f"(after {events} init ops): streaming it one tensor at a time instead"
         )
+    try:
+        return _stream(target, seed, torch_dtype, reporter)
+    except StreamError as exc:
+        if outgrew is None:
+            raise
+        # the refusal's own advice (freeze without --stream) is what was just tried
+        why = exc.message.removesuffix("; freeze without --stream")
+        raise StreamError(
+            f"{target.name} outgrew {render.human_bytes(outgrew)} in memory and cannot be "
+            f"streamed either: {why}",
+            hint="free memory or raise --max-memory",
+        ) from exc
+
+
+def _stream(target: Target, seed: int, torch_dtype: Any, reporter: Any) -> Snapshot:
+    """Trace on the meta device, then replay and digest one tensor at a time, with progress."""
+    from initaudit.freeze.stream import stream_freeze
+    from initaudit.trace.meta import meta_trace
+
     with reporter.stage(f"tracing {target.name} on the meta device"):
         traced = meta_trace(target.build, seed, torch_dtype)
     total = len(traced[0].tensors)

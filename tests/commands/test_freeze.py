@@ -189,3 +189,20 @@ def test_max_memory_is_checked(cli, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1
     alone = cli("freeze", str(EXAMPLES / "mlp.py"), "--max-memory", "8G", cwd=tmp_path)
     assert alone.returncode == 2 and "--max-memory needs --digest-only" in alone.stderr
+
+
+def test_a_model_that_outgrows_memory_and_cannot_stream_says_both(cli, tmp_path):
+    (tmp_path / "reads.py").write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "def build():\n"
+        "    m = nn.Sequential(*[nn.Linear(1024, 1024) for _ in range(6)])\n"
+        "    if float(m[0].weight.abs().max()) > 1:  # reads a parameter's value\n"
+        "        raise SystemExit('unreachable')\n"
+        "    return m\n"
+    )
+    spec = f"{tmp_path / 'reads.py'}:build"
+    proc = cli("freeze", spec, "--digest-only", "--max-memory", "4M")
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip().splitlines()[-1]
+    assert "outgrew 4.0 MiB in memory and cannot be streamed either" in err
+    assert "raise --max-memory" in err and "Traceback" not in proc.stderr
